@@ -1,0 +1,142 @@
+/** Discovery: connect to an MCP service over HTTP, read its whole tool catalogue and its description. */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Tool } from "@modelcontextprotocol/sdk/types.js";
+import { AppError } from "../../shared/errors.ts";
+
+export type Transport = "streamable_http" | "sse";
+
+/** One tool as the registry keeps it. */
+export type DiscoveredTool = {
+  name: string;
+  title: string | null;
+  description: string;
+  inputSchema: Tool["inputSchema"];
+  outputSchema: Tool["outputSchema"] | null;
+  annotations: Tool["annotations"] | null;
+};
+
+export type Discovery = { transport: Transport; tools: DiscoveredTool[]; description: string };
+
+export type DiscoverOptions = {
+  timeoutMs: number;
+  /** Read a description from the service (resource, then instructions) instead of using the caller's. */
+  wantDescription: boolean;
+  /** Extra headers, e.g. the Authorization a service needs before it lists its tools. */
+  headers?: Record<string, string>;
+};
+
+/** Used when a service offers neither a service_description resource nor instructions. */
+export const FALLBACK_DESCRIPTION = "No description was provided for this service.";
+const MAX_PAGES = 1000;
+
+/**
+ * Connects to `endpoint` (streamable HTTP, falling back to SSE; SSE directly for a path ending in /sse),
+ * reads every page of tools/list and, if asked, the description. Throws AppError("unavailable") with the
+ * reason; never takes longer than the timeout and always closes what it opened.
+ */
+export async function discoverService(endpoint: string, options: DiscoverOptions): Promise<Discovery> {
+  const url = new URL(endpoint);
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
+  const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
+  const failures: string[] = [];
+  try {
+    for (const transport of order) {
+      try {
+        return await withDeadline(discoverWith(transport, url, options, deadline.signal), deadline.signal);
+      } catch (err) {
+        failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reasonOf(err, deadline.signal, options.timeoutMs)}`);
+        if (deadline.signal.aborted) break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
+}
+
+async function discoverWith(transport: Transport, url: URL, options: DiscoverOptions, signal: AbortSignal): Promise<Discovery> {
+  // Every request of this discovery carries the caller's headers and dies with the deadline.
+  const fetchWith = (input: string | URL, init?: RequestInit) => {
+    const headers = new Headers(init?.headers);
+    for (const [k, v] of Object.entries(options.headers ?? {})) headers.set(k, v);
+    return fetch(input, { ...init, headers, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
+  };
+  const client = new Client({ name: "mcp-registry-discovery", version: "1.0.0" });
+  const t = transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
+  const requestOptions = { signal, timeout: options.timeoutMs };
+  try {
+    await client.connect(t, requestOptions);
+    const tools: DiscoveredTool[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const result = await client.listTools(cursor ? { cursor } : {}, requestOptions);
+      for (const tool of result.tools) tools.push(keepTool(tool));
+      cursor = result.nextCursor;
+      if (!cursor) break;
+    }
+    const description = options.wantDescription ? await readDescription(client, requestOptions) : "";
+    return { transport, tools, description };
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+function keepTool(tool: Tool): DiscoveredTool {
+  return {
+    name: tool.name,
+    title: tool.title ?? tool.annotations?.title ?? null,
+    description: tool.description ?? "",
+    inputSchema: tool.inputSchema,
+    outputSchema: tool.outputSchema ?? null,
+    annotations: tool.annotations ?? null,
+  };
+}
+
+// The description comes from a resource named service_description, else the server's instructions.
+// A missing or broken resource never fails discovery.
+async function readDescription(client: Client, requestOptions: { signal: AbortSignal; timeout: number }): Promise<string> {
+  try {
+    if (client.getServerCapabilities()?.resources) {
+      let cursor: string | undefined;
+      for (let page = 0; page < MAX_PAGES; page++) {
+        const { resources, nextCursor } = await client.listResources(cursor ? { cursor } : {}, requestOptions);
+        const found = resources.find((r) => r.name === "service_description" || /[/:]service_description$/.test(r.uri));
+        if (found) {
+          const { contents } = await client.readResource({ uri: found.uri }, requestOptions);
+          const text = contents.map((c) => ("text" in c && typeof c.text === "string" ? c.text : "")).join("\n").trim();
+          if (text) return text;
+          break;
+        }
+        cursor = nextCursor;
+        if (!cursor) break;
+      }
+    }
+  } catch {
+    // fall through to the instructions
+  }
+  return client.getInstructions()?.trim() || FALLBACK_DESCRIPTION;
+}
+
+function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error("deadline"));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+// A short, safe explanation of why a connection failed (no stack, no internals of ours).
+function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): string {
+  if (deadline.aborted) return `no answer within ${timeoutMs / 1000} s`;
+  const e = err as { message?: string; code?: unknown; cause?: { code?: string; message?: string } };
+  const code = e?.cause?.code;
+  if (code === "ECONNREFUSED") return "connection refused";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "host not found";
+  if (code) return String(code);
+  const message = String(e?.message ?? err).split("\n")[0].slice(0, 300);
+  return message || "unknown error";
+}

@@ -1,0 +1,30 @@
+/** Entry point: reads the configuration once, starts the registry, stops it cleanly on SIGINT/SIGTERM. */
+import process from "node:process";
+import { ConfigError, loadConfig, readDotEnv } from "./shared/config.ts";
+import { createLog } from "./shared/log.ts";
+import { startRegistry } from "./registry.ts";
+
+const log = createLog();
+try {
+  readDotEnv(".env", process.env);
+  const config = loadConfig(process.env);
+  const registry = await startRegistry(config, log);
+  if (registry.keys.mode === "development") log.warn("Development mode: no REGISTRY_ADMIN_KEYS/REGISTRY_AGENT_KEYS set, every caller is admin (loopback only)");
+  if (registry.keys.mode === "off") log.warn("REGISTRY_AUTH=off: authentication is disabled, every caller is admin");
+  log.info(`MCP Registry listening: MCP endpoint ${registry.url}/mcp, database ${redact(config.databaseUrl)}`);
+  const stop = async () => {
+    await registry.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+} catch (err) {
+  // A bad setting or an unsafe start is one clear line, not a stack trace.
+  log.error(err instanceof ConfigError ? err.message : `Cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
+
+// Remote database URLs may carry credentials; show the scheme and host only.
+function redact(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, "//***@").replace(/([?&](authToken|password)=)[^&]*/gi, "$1***");
+}

@@ -1,0 +1,104 @@
+/** Registry configuration: read once from the environment (and .env) by main.ts, validated with valibot. */
+import { existsSync, readFileSync } from "node:fs";
+import * as v from "valibot";
+
+export type Config = {
+  host: string;
+  port: number;
+  databaseUrl: string;
+  rereadHook: string | null;
+  discoveryTimeoutMs: number;
+  adminKeys: string[];
+  agentKeys: string[];
+  /** "off" only when REGISTRY_AUTH=off was set explicitly. */
+  auth: "on" | "off";
+};
+
+/** Thrown for a bad setting; its message is the one line start-up prints. */
+export class ConfigError extends Error {}
+
+const HttpUrl = v.pipe(
+  v.string(),
+  v.url("must be an http(s) URL"),
+  v.check((s) => /^https?:$/.test(new URL(s).protocol), "must be an http(s) URL"),
+);
+
+// Each variable: its schema from the raw string, and its default when unset or empty.
+const VARIABLES = {
+  MCP_HOST: { schema: v.pipe(v.string(), v.regex(/^[\w.:-]+$/, "must be a host name or IP address")), fallback: "127.0.0.1" },
+  MCP_PORT: {
+    schema: v.pipe(v.string(), v.regex(/^\d+$/, "must be an integer from 0 to 65535"), v.transform(Number), v.maxValue(65535, "must be an integer from 0 to 65535")),
+    fallback: "8000",
+  },
+  DATABASE_URL: { schema: v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    try { return normalizeDatabaseUrl(dataset.value); } catch (e) { addIssue({ message: (e as Error).message }); return NEVER; }
+  })), fallback: "file:registry.db" },
+  AGENT_REREAD_HOOK: { schema: HttpUrl, fallback: "" },
+  REGISTRY_DISCOVERY_TIMEOUT: {
+    schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
+    fallback: "10",
+  },
+  REGISTRY_ADMIN_KEYS: { schema: keyList(), fallback: "" },
+  REGISTRY_AGENT_KEYS: { schema: keyList(), fallback: "" },
+  REGISTRY_AUTH: { schema: v.picklist(["on", "off"], 'must be "on" or "off"'), fallback: "on" },
+} as const;
+
+// Comma-separated keys; short keys are refused because they can be guessed.
+function keyList() {
+  return v.pipe(
+    v.string(),
+    v.transform((s) => s.split(",").map((k) => k.trim()).filter(Boolean)),
+    v.check((keys) => keys.every((k) => k.length >= 16), "must hold keys of at least 16 characters each"),
+  );
+}
+
+/** Builds the configuration from an environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const read = <K extends keyof typeof VARIABLES>(name: K) => {
+    const { schema, fallback } = VARIABLES[name];
+    const raw = env[name]?.trim() || fallback;
+    if (raw === "") return null;
+    const result = v.safeParse(schema as v.GenericSchema<string, unknown>, raw);
+    // Never echo a key back, even a malformed one.
+    const shown = name.endsWith("_KEYS") ? "" : ` (got "${raw}")`;
+    if (!result.success) throw new ConfigError(`Invalid configuration: ${name} ${result.issues[0].message}${shown}`);
+    return result.output;
+  };
+  return {
+    host: read("MCP_HOST") as string,
+    port: read("MCP_PORT") as number,
+    databaseUrl: read("DATABASE_URL") as string,
+    rereadHook: read("AGENT_REREAD_HOOK") as string | null,
+    discoveryTimeoutMs: Math.round((read("REGISTRY_DISCOVERY_TIMEOUT") as number) * 1000),
+    adminKeys: (read("REGISTRY_ADMIN_KEYS") as string[] | null) ?? [],
+    agentKeys: (read("REGISTRY_AGENT_KEYS") as string[] | null) ?? [],
+    auth: read("REGISTRY_AUTH") as "on" | "off",
+  };
+}
+
+/** Maps the accepted DATABASE_URL forms (including the predecessor's sqlite:/// ones) to a libSQL URL. */
+export function normalizeDatabaseUrl(raw: string): string {
+  if (raw === ":memory:") return raw;
+  const old = /^sqlite(\+aiosqlite)?:\/\/\/(.*)$/.exec(raw);
+  if (old) {
+    // sqlite:///./dev.db is relative, sqlite:////abs/dev.db absolute, as in SQLAlchemy.
+    if (old[2] === "" || old[2] === ":memory:") return ":memory:";
+    return `file:${old[2]}`;
+  }
+  if (/^(file:|libsql:\/\/|https?:\/\/)/.test(raw)) return raw;
+  const scheme = /^([a-z][\w+.-]*):/i.exec(raw)?.[1] ?? raw;
+  throw new Error(`uses an unsupported database "${scheme}"; supported: file:<path>, :memory:, sqlite:///<path>, libsql://, http(s)://`);
+}
+
+/** Reads KEY=VALUE lines of a .env file into env, never overriding a variable already set. */
+export function readDotEnv(path: string, env: Record<string, string | undefined>): void {
+  if (!existsSync(path)) return;
+  for (const line of readFileSync(path, "utf8").split(/\r?\n/)) {
+    const m = /^\s*(?:export\s+)?([A-Za-z_][\w]*)\s*=\s*(.*?)\s*$/.exec(line);
+    if (!m || line.trimStart().startsWith("#")) continue;
+    let value = m[2];
+    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1);
+    else value = value.replace(/\s+#.*$/, "");
+    if (env[m[1]] === undefined) env[m[1]] = value;
+  }
+}

@@ -1,0 +1,76 @@
+/** The registry's tables (SQLite dialect). Every table the design needs lives here from the start. */
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+const now = (column: string) => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`);
+
+/** Registered MCP services. */
+export const services = sqliteTable("services", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  name: text("name").notNull().unique(),
+  endpoint: text("endpoint").notNull().unique(),
+  description: text("description").notNull().default(""),
+  transport: text("transport", { enum: ["streamable_http", "sse"] }).notNull(),
+  requiresAuthorization: integer("requires_authorization", { mode: "boolean" }).notNull().default(false),
+  methodAuthorization: text("method_authorization").notNull().default(""),
+  // Encrypted credential used to discover a service that refuses anonymous tools/list (never shown).
+  discoveryToken: text("discovery_token"),
+  status: text("status", { enum: ["ok", "unreachable"] }).notNull().default("ok"),
+  lastDiscoveredAt: text("last_discovered_at"),
+  lastError: text("last_error"),
+  consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+  createdAt: now("created_at"),
+});
+
+/** Tools discovered on a service. AUTOINCREMENT: an id is never reused, even after a delete. */
+export const tools = sqliteTable("tools", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
+  name: text("name").notNull(),
+  title: text("title"),
+  description: text("description").notNull().default(""),
+  inputSchema: text("input_schema", { mode: "json" }),
+  outputSchema: text("output_schema", { mode: "json" }),
+  annotations: text("annotations", { mode: "json" }),
+}, (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)]);
+
+/** Roles users can have, each with the system prompt agents use for it. */
+export const roles = sqliteTable("roles", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  name: text("name").notNull().unique(),
+  defaultSystemPrompt: text("default_system_prompt").notNull().default(""),
+  createdAt: now("created_at"),
+});
+
+/** Which roles may use which tools. */
+export const toolRoles = sqliteTable("tool_roles", {
+  toolId: integer("tool_id").notNull().references(() => tools.id, { onDelete: "cascade" }),
+  roleId: integer("role_id").notNull().references(() => roles.id, { onDelete: "cascade" }),
+}, (t) => [primaryKey({ columns: [t.toolId, t.roleId] }), index("tool_roles_role").on(t.roleId)]);
+
+/** Users the agents act for; a user has at most one role. */
+export const users = sqliteTable("users", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  userId: text("user_id").notNull().unique(),
+  roleId: integer("role_id").references(() => roles.id, { onDelete: "set null" }),
+  createdAt: now("created_at"),
+});
+
+/** A user's credential for a service, AES-256-GCM encrypted (iv + ciphertext, base64). */
+export const userTokens = sqliteTable("user_tokens", {
+  userId: integer("user_id").notNull().references(() => users.id, { onDelete: "cascade" }),
+  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
+  ciphertext: text("ciphertext").notNull(),
+  updatedAt: now("updated_at"),
+}, (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)]);
+
+/** Who did what to which target, and how it ended. Never holds a secret. */
+export const auditEvents = sqliteTable("audit_events", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  at: now("at"),
+  actor: text("actor").notNull(),
+  action: text("action").notNull(),
+  target: text("target").notNull().default(""),
+  outcome: text("outcome").notNull(),
+  detail: text("detail").notNull().default(""),
+}, (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)]);

@@ -1,0 +1,85 @@
+/** HTTP plumbing shared by every feature's routes: context variables, input reading, errors, access. */
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import * as v from "valibot";
+import { type Caller, isLoopback, type KeyRing, mayCall } from "./access.ts";
+import type { Ctx } from "./context.ts";
+import { AppError, toHttpError } from "./errors.ts";
+import { validate } from "./validate.ts";
+
+export type AppEnv = { Variables: { ctx: Ctx; caller: Caller; requestId: string } };
+
+/** Largest request body accepted anywhere (bigger: 413). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/**
+ * Reads a request's input as one object: query parameters overlaid by a JSON object body (old agents
+ * send a body even on GET), then validated with `schema`.
+ */
+export async function readInput<S extends v.GenericSchema>(c: Context<AppEnv>, schema: S, action: string): Promise<v.InferOutput<S>> {
+  const text = await c.req.text();
+  let body: unknown = {};
+  if (text.trim() !== "") {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new AppError("invalid_input", `Cannot ${action}: the request body is not valid JSON`);
+    }
+    if (body === null || typeof body !== "object" || Array.isArray(body)) {
+      throw new AppError("invalid_input", `Cannot ${action}: the request body must be a JSON object`);
+    }
+  }
+  return validate(schema, { ...c.req.query(), ...(body as object) }, action);
+}
+
+/** Middleware: request id, context, caller resolution and the access rule of the route. */
+export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<AppEnv> {
+  const guardHost = isLoopback(ctx.config.host);
+  return async (c, next) => {
+    c.set("ctx", ctx);
+    c.set("requestId", crypto.randomUUID().slice(0, 8));
+    const path = c.req.path.replace(/\/+$/, "") || "/";
+    if (path === "/mcp" && guardHost) rejectForeignHost(c.req.header("host"), c.req.header("origin"));
+    const rule = path === "/mcp" ? "MCP" : `${c.req.method === "HEAD" ? "GET" : c.req.method} ${path}`;
+    const caller = keys.resolve(c.req.header("authorization"));
+    if (mayCall({ principal: "anonymous", label: "anonymous" }, rule)) {
+      c.set("caller", caller ?? { principal: "anonymous", label: "anonymous" });
+      return next();
+    }
+    if (!caller || caller.principal === "anonymous") {
+      c.header("WWW-Authenticate", 'Bearer realm="mcp-registry"');
+      throw new AppError("unauthorized", caller ? "Authentication required: send Authorization: Bearer <key>" : "Invalid API key");
+    }
+    // Any known key may open the MCP endpoint; each tool is then checked against its own rule.
+    if (rule !== "MCP" && !mayCall(caller, rule)) throw new AppError("forbidden", `The ${caller.principal} key may not call ${rule}`);
+    c.set("caller", caller);
+    return next();
+  };
+}
+
+// DNS-rebinding protection: a loopback-bound registry only answers MCP for loopback Host and Origin.
+function rejectForeignHost(host: string | undefined, origin: string | undefined): void {
+  const hostname = (h: string) => h.replace(/:\d+$/, "");
+  if (host && !isLoopback(hostname(host))) throw new AppError("forbidden", `Host "${host}" is not allowed`);
+  if (origin && origin !== "null") {
+    let ok = false;
+    try {
+      ok = isLoopback(new URL(origin).hostname);
+    } catch { /* malformed origin */ }
+    if (!ok) throw new AppError("forbidden", `Origin "${origin}" is not allowed`);
+  }
+}
+
+/** Body size limit answering 413 with the JSON error body. */
+export const limitBody: MiddlewareHandler<AppEnv> = bodyLimit({
+  maxSize: MAX_BODY_BYTES,
+  onError: (c) => c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413),
+});
+
+/** Maps any error to its JSON error body; internal errors are logged with the request id only. */
+export function onHttpError(err: Error, c: Context<AppEnv>): Response {
+  const requestId = c.get("requestId") ?? "-";
+  const { status, body } = toHttpError(err, requestId);
+  if (status === 500) c.get("ctx")?.log.error("Internal error", { requestId, path: c.req.path, error: String(err?.stack ?? err) });
+  return c.json(body, status as 400);
+}

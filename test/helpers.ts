@@ -1,0 +1,163 @@
+/** Test helpers: real registries on ephemeral ports, real MCP servers, real clients. No mocks of our code. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { serve } from "@hono/node-server";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { type Registry, startRegistry } from "../registry.ts";
+import { type Config, loadConfig } from "../shared/config.ts";
+import { createLog } from "../shared/log.ts";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+
+/** A fresh temporary directory. */
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "mcp-registry-test-"));
+}
+
+/** A port nobody listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export type TestRegistry = Registry & {
+  logs: string[];
+  /** fetch relative to the registry, with an optional Bearer key. */
+  http(path: string, init?: RequestInit & { key?: string }): Promise<Response>;
+  /** A connected SDK client (closed by stop()). */
+  client(key?: string): Promise<Client>;
+  stop(): Promise<void>;
+};
+
+/** Starts a registry in this process on 127.0.0.1 and a free port, on an in-memory database unless env says otherwise. */
+export async function startTestRegistry(env: Record<string, string> = {}): Promise<TestRegistry> {
+  const config: Config = loadConfig({ DATABASE_URL: ":memory:", MCP_PORT: "0", ...env });
+  const logs: string[] = [];
+  const registry = await startRegistry(config, createLog((line) => logs.push(line)));
+  const clients: Client[] = [];
+  return {
+    ...registry,
+    logs,
+    http(path, init = {}) {
+      const { key, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (key) headers.set("authorization", `Bearer ${key}`);
+      return fetch(registry.url + path, { ...rest, headers });
+    },
+    async client(key) {
+      const c = await connectClient(`${registry.url}/mcp`, key);
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      await Promise.allSettled(clients.map((c) => c.close()));
+      await registry.close();
+    },
+  };
+}
+
+/** An SDK client connected over streamable HTTP. */
+export async function connectClient(url: string, key?: string): Promise<Client> {
+  const client = new Client({ name: "registry-test", version: "1.0.0" });
+  const headers: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  return client;
+}
+
+/** Calls a tool and returns its result (tool errors are results with isError, not exceptions). */
+export async function call(client: Client, name: string, args: Record<string, unknown> = {}): Promise<CallToolResult> {
+  return (await client.callTool({ name, arguments: args })) as CallToolResult;
+}
+
+/** The text of a tool result's first content item. */
+export function text(result: CallToolResult): string {
+  const first = result.content[0];
+  return first && first.type === "text" ? first.text : "";
+}
+
+export type Spawned = { url: string; port: number; proc: ChildProcess; output: () => string; stop(): Promise<void> };
+
+/** Spawns a process and waits until `ready` matches its output (stdout or stderr). */
+export async function spawnUntil(cmd: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; ready: RegExp; timeoutMs?: number }): Promise<{ proc: ChildProcess; output: () => string; stop(): Promise<void> }> {
+  const proc = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once("exit", r));
+    try { process.kill(-proc.pid!, "SIGTERM"); } catch { /* gone */ }
+    const timer = setTimeout(() => { try { process.kill(-proc.pid!, "SIGKILL"); } catch { /* gone */ } }, 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not become ready:\n${out}`)), opts.timeoutMs ?? 20_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (opts.ready.test(out)) { clearTimeout(timer); resolve(); }
+    };
+    proc.stdout!.on("data", onData);
+    proc.stderr!.on("data", onData);
+    proc.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${cmd} exited with ${code}:\n${out}`)); });
+  }).catch(async (e) => { await stop(); throw e; });
+  return { proc, output: () => out, stop };
+}
+
+/** Starts @modelcontextprotocol/server-everything (streamableHttp at /mcp, or sse at /sse) on a free port. */
+export async function startEverything(mode: "streamableHttp" | "sse" = "streamableHttp"): Promise<Spawned> {
+  const port = await freePort();
+  const s = await spawnUntil(process.execPath, [join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), mode], {
+    env: { PORT: String(port) },
+    ready: new RegExp(`${port}|listening|running`, "i"),
+  });
+  return { ...s, port, url: `http://127.0.0.1:${port}${mode === "sse" ? "/sse" : "/mcp"}` };
+}
+
+export type TestServerOptions = {
+  /** Called with a fresh low-level SDK Server per request: register handlers here. */
+  setup(server: Server): void;
+  instructions?: string;
+  capabilities?: ConstructorParameters<typeof Server>[1] extends infer O ? O extends { capabilities?: infer C } ? C : never : never;
+  /** Runs before the MCP transport; return a Response to answer the request yourself. */
+  intercept?(req: Request): Response | Promise<Response> | undefined;
+};
+
+/** A small MCP server built with the SDK, served statelessly over streamable HTTP at /mcp on a free port. */
+export async function startTestMcpServer(opts: TestServerOptions): Promise<{ url: string; port: number; requests: number; stop(): Promise<void> }> {
+  const state = { requests: 0 };
+  const server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: async (req) => {
+      state.requests++;
+      const own = await opts.intercept?.(req);
+      if (own) return own;
+      if (req.method !== "POST") return new Response(null, { status: 405 });
+      const mcp = new Server({ name: "test-server", version: "1.0.0" }, { capabilities: opts.capabilities ?? { tools: {} }, instructions: opts.instructions });
+      opts.setup(mcp);
+      const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      await mcp.connect(transport);
+      return transport.handleRequest(req);
+    },
+  });
+  await new Promise((r) => server.once("listening", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    port,
+    get requests() { return state.requests; },
+    stop: () => new Promise<void>((r) => { server.close(() => r()); (server as unknown as { closeAllConnections(): void }).closeAllConnections(); }),
+  };
+}
