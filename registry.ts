@@ -1,7 +1,11 @@
 /** Composes the features into one registry and serves it on Node (@hono/node-server) or Deno (Deno.serve). */
 import { Hono } from "hono";
+import { auditRoutes, auditTools } from "./features/audit/audit.ts";
+import { authRoutes, authTools } from "./features/auth/auth.ts";
 import { healthRoutes, healthTools } from "./features/health/health.ts";
+import { rolesRoutes, rolesTools } from "./features/roles/roles.ts";
 import { servicesRoutes, servicesTools } from "./features/services/services.ts";
+import { usersRoutes, usersTools } from "./features/users/users.ts";
 import { createKeyRing, type KeyRing } from "./shared/access.ts";
 import type { Config } from "./shared/config.ts";
 import type { Ctx } from "./shared/context.ts";
@@ -11,7 +15,7 @@ import { createLog, type Log } from "./shared/log.ts";
 import { mcpHandler, type ToolDef } from "./shared/mcp.ts";
 
 /** Every MCP tool of the registry, in the order tools/list shows them. */
-export const allTools: ToolDef[] = [...healthTools, ...servicesTools];
+export const allTools: ToolDef[] = [...healthTools, ...servicesTools, ...authTools, ...rolesTools, ...usersTools, ...auditTools];
 
 /** Builds the Hono app for a context: access rules, body limit, feature routes, MCP endpoint. */
 export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
@@ -22,8 +26,7 @@ export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
   const mcp = mcpHandler(allTools);
   app.all("/mcp", mcp);
   app.all("/mcp/", mcp);
-  app.route("/", healthRoutes);
-  app.route("/", servicesRoutes);
+  for (const routes of [healthRoutes, servicesRoutes, authRoutes, rolesRoutes, usersRoutes, auditRoutes]) app.route("/", routes);
   return app;
 }
 

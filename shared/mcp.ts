@@ -7,6 +7,7 @@ import { toJsonSchema } from "@valibot/to-json-schema";
 import type { Context } from "hono";
 import type * as v from "valibot";
 import { type Caller, mayCall } from "./access.ts";
+import { auditTarget, recordAudit } from "./audit.ts";
 import type { Ctx } from "./context.ts";
 import { AppError, toToolError } from "./errors.ts";
 import type { AppEnv } from "./http.ts";
@@ -43,14 +44,18 @@ function jsonSchema(schema: v.GenericSchema): ListedTool["inputSchema"] {
 /** Runs one tool call for a caller: access rule, input validation, errors mapped to tool results. */
 export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Caller, name: string, args: unknown): Promise<CallToolResult> {
   const requestId = crypto.randomUUID().slice(0, 8);
+  const tool = tools.get(name);
+  // Every call of a tool that changes something is audited, allowed or not, succeeded or not.
+  const audited = !tool || !tool.annotations.readOnlyHint;
   try {
-    const tool = tools.get(name);
     if (!tool || !mayCall(caller, `tool ${name}`)) throw new AppError(tool ? "forbidden" : "not_found", `Cannot call tool "${name}": ${tool ? "not allowed for this key" : "no such tool"}`);
     const input = validate(tool.input, args ?? {}, name.replaceAll("_", " "));
     const out = await tool.run(ctx, input, caller);
+    if (audited) await recordAudit(ctx, { caller, action: name, target: auditTarget(input), outcome: "ok" });
     return { content: [{ type: "text", text: out.text }], ...(out.data ? { structuredContent: out.data } : {}) };
   } catch (err) {
     if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: String((err as Error)?.stack ?? err) });
+    if (audited) await recordAudit(ctx, { caller, action: name, target: auditTarget(args), outcome: err instanceof AppError ? err.code : "internal" });
     return toToolError(err, requestId);
   }
 }

@@ -1,0 +1,7 @@
+/** users: not built yet (stub so the registry composition stays fixed while it is written). */
+import { Hono } from "hono";
+import type { AppEnv } from "../../shared/http.ts";
+import type { ToolDef } from "../../shared/mcp.ts";
+
+export const usersTools: ToolDef[] = [];
+export const usersRoutes = new Hono<AppEnv>();
