@@ -9,8 +9,6 @@ try {
   readDotEnv(".env", process.env);
   const config = loadConfig(process.env);
   const registry = await startRegistry(config, log);
-  if (registry.keys.mode === "development") log.warn("Development mode: no REGISTRY_ADMIN_KEYS/REGISTRY_AGENT_KEYS set, every caller is admin (loopback only)");
-  if (registry.keys.mode === "off") log.warn("REGISTRY_AUTH=off: authentication is disabled, every caller is admin");
   log.info(`MCP Registry listening: MCP endpoint ${registry.url}/mcp, database ${redact(config.databaseUrl)}`);
   const stop = async () => {
     await registry.close();

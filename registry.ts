@@ -35,6 +35,8 @@ export type Registry = { url: string; port: number; ctx: Ctx; keys: KeyRing; clo
 /** Opens the store, builds the app and listens; port 0 picks a free port. */
 export async function startRegistry(config: Config, log: Log = createLog()): Promise<Registry> {
   const keys = createKeyRing(config);
+  if (keys.mode === "development") log.warn("Development mode: no REGISTRY_ADMIN_KEYS/REGISTRY_AGENT_KEYS set, every caller is admin (loopback only)");
+  if (keys.mode === "off") log.warn("REGISTRY_AUTH=off: authentication is disabled, every caller is admin");
   const store: Store = await openStore(config.databaseUrl);
   const ctx: Ctx = { db: store.db, config, log, background: new Set() };
   const app = createApp(ctx, keys);
