@@ -8,7 +8,9 @@ export function validate<S extends v.GenericSchema>(schema: S, value: unknown, a
   if (result.success) return result.output;
   const problems = result.issues.slice(0, 5).map((issue) => {
     const path = issue.path?.map((p) => String(p.key)).join(".");
-    return path ? `${path}: ${issue.message}` : issue.message;
+    // valibot reports a missing key of an object as an "Invalid key" of the object; say it plainly.
+    const message = issue.kind === "schema" && issue.type === "object" && issue.received === "undefined" ? "is required" : issue.message;
+    return path ? `${path}: ${message}` : message;
   });
   throw new AppError("invalid_input", `Cannot ${action}: ${problems.join("; ")}`);
 }
@@ -20,6 +22,7 @@ export function nameSchema(max: number) {
     v.trim(),
     v.nonEmpty("must not be empty"),
     v.maxLength(max, `must be at most ${max} characters`),
-    v.regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
+    // Written with \x escapes so the advertised JSON Schema pattern compiles in every regex dialect.
+    v.regex(/^[^\x00-\x1f\x7f-\x9f]*$/, "must not contain control characters"),
   );
 }

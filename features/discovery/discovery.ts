@@ -1,7 +1,7 @@
 /** Discovery: connect to an MCP service over HTTP, read its whole tool catalogue and its description. */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Tool } from "@modelcontextprotocol/sdk/types.js";
 import { AppError } from "../../shared/errors.ts";
 
@@ -44,12 +44,21 @@ export async function discoverService(endpoint: string, options: DiscoverOptions
   const failures: string[] = [];
   try {
     for (const transport of order) {
+      let found: Discovery;
       try {
-        return await withDeadline(discoverWith(transport, url, options, deadline.signal), deadline.signal);
+        found = await withDeadline(discoverWith(transport, url, options, deadline.signal), deadline.signal);
       } catch (err) {
         failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reasonOf(err, deadline.signal, options.timeoutMs)}`);
         if (deadline.signal.aborted) break;
+        continue;
       }
+      // Tool names identify tools within a service: a server listing one twice is broken, and storing it would fail.
+      const names = new Set<string>();
+      for (const tool of found.tools) {
+        if (names.has(tool.name)) throw new AppError("unavailable", `the MCP service at "${endpoint}" lists tool "${tool.name}" more than once`);
+        names.add(tool.name);
+      }
+      return found;
     }
   } finally {
     clearTimeout(timer);
@@ -70,12 +79,17 @@ async function discoverWith(transport: Transport, url: URL, options: DiscoverOpt
   try {
     await client.connect(t, requestOptions);
     const tools: DiscoveredTool[] = [];
+    const cursors = new Set<string>();
     let cursor: string | undefined;
-    for (let page = 0; page < MAX_PAGES; page++) {
+    // A server without the tools capability (resources or prompts only) simply has no tools.
+    const hasTools = Boolean(client.getServerCapabilities()?.tools);
+    for (let page = 0; hasTools && page < MAX_PAGES; page++) {
       const result = await client.listTools(cursor ? { cursor } : {}, requestOptions);
       for (const tool of result.tools) tools.push(keepTool(tool));
+      // A cursor seen before would only list the same pages again.
+      if (!result.nextCursor || cursors.has(result.nextCursor)) break;
       cursor = result.nextCursor;
-      if (!cursor) break;
+      cursors.add(cursor);
     }
     const description = options.wantDescription ? await readDescription(client, requestOptions) : "";
     return { transport, tools, description };
@@ -129,14 +143,24 @@ function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found",
+  ECONNRESET: "connection reset",
+};
+
 // A short, safe explanation of why a connection failed (no stack, no internals of ours).
 function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): string {
   if (deadline.aborted) return `no answer within ${timeoutMs / 1000} s`;
-  const e = err as { message?: string; code?: unknown; cause?: { code?: string; message?: string } };
-  const code = e?.cause?.code;
-  if (code === "ECONNREFUSED") return "connection refused";
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "host not found";
-  if (code) return String(code);
-  const message = String(e?.message ?? err).split("\n")[0].slice(0, 300);
+  // fetch hides the network error code in its cause chain; the SSE transport keeps it only in its message.
+  for (let e = err as { message?: string; code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    const code = typeof e.code === "string" ? e.code : /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET)\b/.exec(String(e.message))?.[1];
+    if (code) return NETWORK_REASONS[code] ?? code;
+  }
+  // The SDK's transport errors carry the HTTP status of a refused request as their code.
+  const status = (err as { code?: unknown })?.code;
+  if ((err instanceof StreamableHTTPError || err instanceof SseError) && typeof status === "number" && status >= 100) return `HTTP ${status}`;
+  const message = String((err as Error)?.message ?? err).split("\n")[0].slice(0, 300);
   return message || "unknown error";
 }

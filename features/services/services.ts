@@ -3,15 +3,13 @@ import { asc, eq, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
 import type { Ctx } from "../../shared/context.ts";
-import { atomic, isUniqueViolation, schema } from "../../shared/db/db.ts";
+import { atomic, isUniqueViolation } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "../../shared/hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
 import { discoverService } from "../discovery/discovery.ts";
-
-const { services, tools, toolRoles, roles } = schema;
 
 export const ServiceName = nameSchema(128);
 
@@ -21,7 +19,8 @@ export const Endpoint = v.pipe(
   v.nonEmpty("must not be empty"),
   v.maxLength(2048, "must be at most 2048 characters"),
   // Only http(s): the predecessor ran a local path as a subprocess, which is never done here.
-  v.check((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), "must be an http(s) URL"),
+  // An empty endpoint is already reported by nonEmpty (valibot runs every check).
+  v.check((s) => s === "" || (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol)), "must be an http(s) URL"),
 );
 
 export const AddServiceInput = v.pipe(
@@ -47,6 +46,7 @@ const ToolRow = v.object({ id: v.number(), name: v.string(), description: v.stri
 
 /** Finds a service by name or throws not_found. */
 export async function findService(ctx: Ctx, name: string, action = "find service") {
+  const { services } = ctx.tables;
   const [row] = await ctx.db.select().from(services).where(eq(services.name, name)).limit(1);
   if (!row) throw new AppError("not_found", `Cannot ${action} "${name}": no such service`);
   return row;
@@ -54,6 +54,7 @@ export async function findService(ctx: Ctx, name: string, action = "find service
 
 /** Discovers the service's tools, then writes the service and its tools in one transaction. */
 export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ tools: number }> {
+  const { services, tools } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
   const found = await discoverService(input.endpoint, { timeoutMs: ctx.config.discoveryTimeoutMs, wantDescription: input.description === "" })
@@ -84,6 +85,7 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
 }
 
 async function assertFree(ctx: Ctx, input: AddServiceInput, action: string): Promise<void> {
+  const { services } = ctx.tables;
   const [taken] = await ctx.db.select({ name: services.name, endpoint: services.endpoint }).from(services)
     .where(or(eq(services.name, input.service_name), eq(services.endpoint, input.endpoint))).limit(1);
   if (!taken) return;
@@ -93,12 +95,14 @@ async function assertFree(ctx: Ctx, input: AddServiceInput, action: string): Pro
 
 /** All services, by name. */
 export async function listServices(ctx: Ctx) {
+  const { services } = ctx.tables;
   return ctx.db.select({ name: services.name, endpoint: services.endpoint, description: services.description, transport: services.transport })
     .from(services).orderBy(asc(services.name));
 }
 
 /** A service's tools with the names of the roles attached to each. */
 export async function getTools(ctx: Ctx, input: ServiceNameInput) {
+  const { tools, toolRoles, roles } = ctx.tables;
   const service = await findService(ctx, input.service_name, "get tools of service");
   const rows = await ctx.db.select({ id: tools.id, name: tools.name, description: tools.description, role: roles.name })
     .from(tools).leftJoin(toolRoles, eq(toolRoles.toolId, tools.id)).leftJoin(roles, eq(roles.id, toolRoles.roleId))
@@ -114,6 +118,7 @@ export async function getTools(ctx: Ctx, input: ServiceNameInput) {
 
 /** Removes a service; its tools, their role links and its users' tokens go with it (foreign keys). */
 export async function removeService(ctx: Ctx, input: ServiceNameInput): Promise<void> {
+  const { services } = ctx.tables;
   const deleted = await ctx.db.delete(services).where(eq(services.name, input.service_name)).returning({ id: services.id });
   if (deleted.length === 0) throw new AppError("not_found", `Cannot remove service "${input.service_name}": no such service`);
   notifyCatalogueChanged(ctx);

@@ -1,0 +1,99 @@
+/** Process-level tests: the registry as people start it, with `node --import tsx main.ts` and `deno task start`. */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { call, connectClient, freePort, ROOT, runToExit, type Spawned, spawnUntil, startEverything, tempDir, text } from "./helpers.ts";
+
+// Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
+const CLEAN_ENV = { MCP_HOST: "127.0.0.1", AGENT_REREAD_HOOK: "", REGISTRY_ADMIN_KEYS: "", REGISTRY_AGENT_KEYS: "", REGISTRY_AUTH: "", REGISTRY_DISCOVERY_TIMEOUT: "" };
+const READY = /MCP Registry listening: MCP endpoint (http:\/\/127\.0\.0\.1:\d+)\/mcp, database (\S+)/;
+
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+/** The registry's base URL from its start-up line. */
+function baseUrl(output: string): string {
+  return READY.exec(output)![1];
+}
+
+describe("node --import tsx main.ts", () => {
+  it("starts on MCP_PORT with a file database, answers /health, and stops cleanly on SIGTERM", async () => {
+    const port = await freePort();
+    const db = join(tempDir(), "r.db");
+    const reg = await spawnUntil(process.execPath, ["--import", "tsx", "main.ts"], {
+      env: { ...CLEAN_ENV, MCP_PORT: String(port), DATABASE_URL: `file:${db}` },
+      ready: READY,
+    });
+    stops.push(reg.stop);
+    const [, url, database] = READY.exec(reg.output())!;
+    expect(url).toBe(`http://127.0.0.1:${port}`);
+    expect(database).toBe(`file:${db}`);
+    expect(reg.output()).toContain("Development mode");
+
+    const res = await fetch(`${url}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "healthy", service: "mcp-server" });
+    expect(existsSync(db)).toBe(true);
+
+    await reg.stop();
+    expect(reg.proc.exitCode).toBe(0);
+  });
+
+  // Concurrent: each case is a separate process start, and they do not share anything.
+  it.concurrent.for([
+    [{ MCP_PORT: "abc" }, 'Invalid configuration: MCP_PORT must be an integer from 0 to 65535 (got "abc")'],
+    [{ MCP_PORT: "70000" }, 'Invalid configuration: MCP_PORT must be an integer from 0 to 65535 (got "70000")'],
+    [{ MCP_PORT: "0", DATABASE_URL: "mysql://root:secret@db/registry" }, "Invalid configuration: DATABASE_URL uses an unsupported database \"mysql\"; supported: "],
+    [{ MCP_PORT: "0", MCP_HOST: "0.0.0.0" }, "Cannot start: Refusing to listen on 0.0.0.0 without keys: set REGISTRY_ADMIN_KEYS and REGISTRY_AGENT_KEYS"],
+  ] as const)("exits 1 with one line naming the bad variable for %j", async ([env, message], { expect }) => {
+    const { code, output } = await runToExit(process.execPath, ["--import", "tsx", "main.ts"], { env: { ...CLEAN_ENV, DATABASE_URL: ":memory:", ...env } });
+    expect(code).toBe(1);
+    const lines = output.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^\S+ ERROR /);
+    expect(lines[0]).toContain(message);
+    expect(lines[0]).not.toContain("secret");
+  });
+});
+
+describe("deno task start", () => {
+  it("serves the registry on Deno: registers server-everything, lists it, stops on SIGTERM", async () => {
+    const port = await freePort();
+    const db = join(tempDir(), "r.db");
+    const everything: Spawned = await startEverything();
+    stops.push(everything.stop);
+    const reg = await spawnUntil(join(ROOT, "node_modules/.bin/deno"), ["task", "start"], {
+      env: { ...CLEAN_ENV, MCP_PORT: String(port), DATABASE_URL: `file:${db}` },
+      ready: READY,
+      timeoutMs: 60_000,
+    });
+    stops.push(reg.stop);
+    const url = baseUrl(reg.output());
+    expect(url).toBe(`http://127.0.0.1:${port}`);
+
+    const client = await connectClient(`${url}/mcp`);
+    stops.push(() => client.close());
+    const added = await call(client, "add_service", { service_name: "everything", endpoint: everything.url, description: "Reference server" });
+    expect(text(added)).toBe('Service "everything" added with 13 tools.');
+    const list = await call(client, "list_services");
+    expect(list.structuredContent).toEqual({ services: [{ service_name: "everything", endpoint: everything.url, description: "Reference server" }] });
+    const res = await fetch(`${url}/list_services`);
+    expect(await res.json()).toEqual({ services: { everything: { transport: "streamable_http", url: everything.url } } });
+
+    // The body limit answers the same on Deno, and the server keeps serving afterwards.
+    const big = await fetch(`${url}/mcp`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: "x".repeat(1024 * 1024 + 1),
+    });
+    expect(big.status).toBe(413);
+    expect(await big.json()).toEqual({ error: { code: "payload_too_large", message: "Request body exceeds 1048576 bytes" } });
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+
+    await client.close();
+    await reg.stop();
+    expect(reg.proc.exitCode !== null || reg.proc.signalCode !== null).toBe(true);
+  }, 90_000);
+});
