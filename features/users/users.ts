@@ -1,7 +1,163 @@
-/** users: not built yet (stub so the registry composition stays fixed while it is written). */
+/** Users: the people agents act for, each with at most one role. */
+import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
-import type { AppEnv } from "../../shared/http.ts";
-import type { ToolDef } from "../../shared/mcp.ts";
+import * as v from "valibot";
+import { auditTarget, recordAudit } from "../../shared/audit.ts";
+import type { Ctx } from "../../shared/context.ts";
+import { AppError } from "../../shared/errors.ts";
+import { type AppEnv, readInput } from "../../shared/http.ts";
+import { defineTool } from "../../shared/mcp.ts";
+import { nameSchema } from "../../shared/validate.ts";
 
-export const usersTools: ToolDef[] = [];
-export const usersRoutes = new Hono<AppEnv>();
+export const UserId = nameSchema(256);
+const RoleName = nameSchema(64);
+
+export const UserRoleInput = v.object({ user_id: UserId, role_name: RoleName });
+export type UserRoleInput = v.InferOutput<typeof UserRoleInput>;
+
+export const UserIdInput = v.object({ user_id: UserId });
+export type UserIdInput = v.InferOutput<typeof UserIdInput>;
+
+/** Body of POST /register_user: role_name may be left out (or "" / null), then the role is not touched. */
+export const RegisterUserInput = v.object({
+  user_id: UserId,
+  role_name: v.nullish(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters")), ""),
+});
+export type RegisterUserInput = v.InferOutput<typeof RegisterUserInput>;
+
+// The id of a role, or not_found.
+async function findRoleId(ctx: Ctx, roleName: string, action: string): Promise<number> {
+  const { roles } = ctx.tables;
+  const [role] = await ctx.db.select({ id: roles.id }).from(roles).where(eq(roles.name, roleName)).limit(1);
+  if (!role) throw new AppError("not_found", `Cannot ${action}: no such role`);
+  return role.id;
+}
+
+/** Gives a user a role, replacing any role it had; an unknown user is created. */
+export async function assignRoleToUser(ctx: Ctx, input: UserRoleInput): Promise<void> {
+  const { users } = ctx.tables;
+  const action = `assign role "${input.role_name}" to user "${input.user_id}"`;
+  const roleId = await findRoleId(ctx, input.role_name, action);
+  try {
+    await ctx.db.insert(users).values({ userId: input.user_id, roleId }).onConflictDoUpdate({ target: users.userId, set: { roleId } });
+  } catch (err) {
+    // The role was removed meanwhile (foreign key): say so.
+    await findRoleId(ctx, input.role_name, action);
+    throw err;
+  }
+}
+
+/** Takes a role away from a user who has exactly that role. */
+export async function removeRoleFromUser(ctx: Ctx, input: UserRoleInput): Promise<void> {
+  const { users, roles } = ctx.tables;
+  const updated = await ctx.db.update(users).set({ roleId: null })
+    .where(and(eq(users.userId, input.user_id), eq(users.roleId, sql`(select ${roles.id} from ${roles} where ${roles.name} = ${input.role_name})`)))
+    .returning({ id: users.id });
+  if (updated.length > 0) return;
+  // Nothing changed: find out why.
+  const action = `remove role "${input.role_name}" from user "${input.user_id}"`;
+  const [user] = await ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId))
+    .where(eq(users.userId, input.user_id)).limit(1);
+  if (!user) throw new AppError("not_found", `Cannot ${action}: no such user`);
+  await findRoleId(ctx, input.role_name, action);
+  throw new AppError("conflict", `Cannot ${action}: the user has ${user.role ? `role "${user.role}"` : "no role"}`);
+}
+
+/** All users with their role ("" for none), by user id. */
+export async function listUsers(ctx: Ctx): Promise<{ user_id: string; role: string }[]> {
+  const { users, roles } = ctx.tables;
+  const rows = await ctx.db.select({ user_id: users.userId, role: roles.name }).from(users)
+    .leftJoin(roles, eq(roles.id, users.roleId)).orderBy(asc(users.userId));
+  return rows.map((r) => ({ user_id: r.user_id, role: r.role ?? "" }));
+}
+
+/** A user's role ("" for none); an unknown user is recorded without a role. `created` tells which. */
+export async function roleForUser(ctx: Ctx, input: UserIdInput): Promise<{ role: string; created: boolean }> {
+  const { users, roles } = ctx.tables;
+  // The usual case, a known user, is one read.
+  const read = () => ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId))
+    .where(eq(users.userId, input.user_id)).limit(1);
+  const [known] = await read();
+  if (known) return { role: known.role ?? "", created: false };
+  const inserted = await ctx.db.insert(users).values({ userId: input.user_id }).onConflictDoNothing().returning({ id: users.id });
+  if (inserted.length > 0) return { role: "", created: true };
+  // Another request recorded the user in between (possibly with a role).
+  const [raced] = await read();
+  return { role: raced?.role ?? "", created: false };
+}
+
+/** Records a user; with a role name it also gives it that role (which must exist: nothing is written otherwise). */
+export async function registerUser(ctx: Ctx, input: RegisterUserInput): Promise<void> {
+  const { users } = ctx.tables;
+  if (input.role_name) return assignRoleToUser(ctx, { user_id: input.user_id, role_name: input.role_name });
+  await ctx.db.insert(users).values({ userId: input.user_id }).onConflictDoNothing();
+}
+
+const PairList = v.object({ users: v.array(v.tuple([v.string(), v.string()])) });
+
+export const usersTools = [
+  defineTool({
+    name: "assign_role_to_user",
+    title: "Assign role to user",
+    description: "Give a user a role, replacing the role it had (a user has at most one). An unknown user is created.",
+    input: UserRoleInput,
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    async run(ctx, input) {
+      await assignRoleToUser(ctx, input);
+      return { text: `Role "${input.role_name}" assigned to user "${input.user_id}".` };
+    },
+  }),
+  defineTool({
+    name: "remove_role_from_user",
+    title: "Remove role from user",
+    description: "Take a role away from a user; fails when the user does not have that role.",
+    input: UserRoleInput,
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+    async run(ctx, input) {
+      await removeRoleFromUser(ctx, input);
+      return { text: `Role "${input.role_name}" removed from user "${input.user_id}".` };
+    },
+  }),
+  defineTool({
+    name: "list_users",
+    title: "List users",
+    description: 'List users as [user_id, role] pairs (role "" when the user has none).',
+    input: v.object({}),
+    output: PairList,
+    annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    async run(ctx) {
+      const pairs = (await listUsers(ctx)).map((u): [string, string] => [u.user_id, u.role]);
+      return { text: JSON.stringify(pairs), data: { users: pairs } };
+    },
+  }),
+];
+
+/** POST /role_for_user, POST /register_user and GET /list_users, in the predecessor's shapes. */
+export const usersRoutes = new Hono<AppEnv>()
+  .post("/role_for_user", async (c) => {
+    const ctx = c.get("ctx");
+    const input = await readInput(c, UserIdInput, "get role for user");
+    const { role, created } = await roleForUser(ctx, input);
+    if (created) await recordAudit(ctx, { caller: c.get("caller"), action: "role_for_user", target: auditTarget(input), outcome: "ok", detail: "user recorded" });
+    return c.json({ role });
+  })
+  .post("/register_user", async (c) => {
+    const ctx = c.get("ctx");
+    const caller = c.get("caller");
+    // Audited like a tool call, whether it succeeds or not.
+    let target = "";
+    try {
+      const input = await readInput(c, RegisterUserInput, "register user");
+      target = auditTarget(input);
+      await registerUser(ctx, input);
+    } catch (err) {
+      await recordAudit(ctx, { caller, action: "register_user", target, outcome: err instanceof AppError ? err.code : "internal" });
+      throw err;
+    }
+    await recordAudit(ctx, { caller, action: "register_user", target, outcome: "ok" });
+    return c.json({ status: "user registered" });
+  })
+  .get("/list_users", async (c) => {
+    const list = await listUsers(c.get("ctx"));
+    return c.json({ users: list.map((user) => ({ user })) });
+  });
