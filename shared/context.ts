@@ -1,12 +1,18 @@
 /** What every feature receives: built once by the registry and passed along as a value. */
 import type { Config } from "./config.ts";
-import type { Db } from "./db/db.ts";
+import type { Vault } from "./crypto.ts";
+import type { Db, Engine, Tables } from "./db/db.ts";
 import type { Log } from "./log.ts";
 
 export type Ctx = {
   db: Db;
+  /** The tables of the engine in use: take tables from here, never import them. */
+  tables: Tables;
+  engine: Engine;
   config: Config;
   log: Log;
+  /** Encrypts and decrypts user tokens (key loaded once at start-up). */
+  vault: Vault;
   /** Work that outlives a request (hooks); awaited on shutdown. */
   background: Set<Promise<unknown>>;
 };

@@ -1,4 +1,5 @@
 /** HTTP plumbing shared by every feature's routes: context variables, input reading, errors, access. */
+import type { IncomingMessage } from "node:http";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import * as v from "valibot";
@@ -17,6 +18,7 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  * send a body even on GET), then validated with `schema`.
  */
 export async function readInput<S extends v.GenericSchema>(c: Context<AppEnv>, schema: S, action: string): Promise<v.InferOutput<S>> {
+  await recoverGetBody(c, action);
   const text = await c.req.text();
   let body: unknown = {};
   if (text.trim() !== "") {
@@ -30,6 +32,36 @@ export async function readInput<S extends v.GenericSchema>(c: Context<AppEnv>, s
     }
   }
   return validate(schema, { ...c.req.query(), ...(body as object) }, action);
+}
+
+// GET /token with a JSON body (old agents): runtimes drop a GET body from the Request, so read it from
+// the Node request (@hono/node-server serves on Node and Deno) and hand it to readInput as the body text.
+async function recoverGetBody(c: Context<AppEnv>, action: string): Promise<void> {
+  if (c.req.method !== "GET" || c.req.raw.body !== null) return;
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  const declared = Number(c.req.header("content-length") ?? 0);
+  if (!incoming) {
+    if (declared > 0 || c.req.header("transfer-encoding")) {
+      throw new AppError("invalid_input", `Cannot ${action}: this server cannot read a GET request body; send the fields as query parameters or POST them`);
+    }
+    return;
+  }
+  const tooLarge = () => {
+    // As limitBody does: the unread rest of the body makes the connection unusable for a next request.
+    c.header("Connection", "close");
+    return new AppError("payload_too_large", `Request body exceeds ${MAX_BODY_BYTES} bytes`);
+  };
+  if (declared > MAX_BODY_BYTES) throw tooLarge();
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  for await (const chunk of incoming as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw tooLarge();
+    text += decoder.decode(chunk, { stream: true });
+  }
+  // Hono's body cache is what c.req.text() (and so readInput) reads first.
+  if (size > 0) c.req.bodyCache.text = text + decoder.decode();
 }
 
 /** Middleware: request id, context, caller resolution and the access rule of the route. */
@@ -73,7 +105,8 @@ function rejectForeignHost(host: string | undefined, origin: string | undefined)
 /** Body size limit answering 413 with the JSON error body. */
 export const limitBody: MiddlewareHandler<AppEnv> = bodyLimit({
   maxSize: MAX_BODY_BYTES,
-  onError: (c) => c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413),
+  // Connection: close, because the unread rest of the body makes the connection unusable for a next request.
+  onError: (c) => c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413, { Connection: "close" }),
 });
 
 /** Maps any error to its JSON error body; internal errors are logged with the request id only. */

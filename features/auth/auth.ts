@@ -1,7 +1,212 @@
-/** auth: not built yet (stub so the registry composition stays fixed while it is written). */
-import { Hono } from "hono";
-import type { AppEnv } from "../../shared/http.ts";
-import type { ToolDef } from "../../shared/mcp.ts";
+/** auth: users' credentials for services — stored encrypted, read by agents through /token, revoked by tool. */
+import { and, eq, notLike, sql } from "drizzle-orm";
+import { type Context, Hono } from "hono";
+import * as v from "valibot";
+import { auditTarget, recordAudit } from "../../shared/audit.ts";
+import type { Ctx } from "../../shared/context.ts";
+import { atomic } from "../../shared/db/db.ts";
+import { AppError } from "../../shared/errors.ts";
+import { type AppEnv, readInput } from "../../shared/http.ts";
+import { defineTool } from "../../shared/mcp.ts";
+import { nameSchema } from "../../shared/validate.ts";
 
-export const authTools: ToolDef[] = [];
-export const authRoutes = new Hono<AppEnv>();
+const MAX_TOKEN_BYTES = 8192;
+const encoder = new TextEncoder();
+
+export const ServiceName = nameSchema(128);
+export const UserId = nameSchema(256);
+
+// Surrounding whitespace is never part of an HTTP credential; control characters would break the header.
+export const Token = v.pipe(
+  v.string("must be a string"),
+  v.trim(),
+  v.nonEmpty("must not be empty"),
+  v.check((s) => encoder.encode(s).length <= MAX_TOKEN_BYTES, `must be at most ${MAX_TOKEN_BYTES} bytes`),
+  v.regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
+);
+
+export const AuthorizeInput = v.object({ service_name: ServiceName, user_id: UserId, token: Token });
+export type AuthorizeInput = v.InferOutput<typeof AuthorizeInput>;
+
+export const UserServiceInput = v.object({ service_name: ServiceName, user_id: UserId });
+export type UserServiceInput = v.InferOutput<typeof UserServiceInput>;
+
+/** What /token answers: the credential and how to send it, or "Ok" for a service that needs none. */
+export type TokenAnswer = { token: string; method_authorization: string } | { status: "Ok" };
+
+// The row a ciphertext belongs to: service row id (never reused) and user name (unique). A ciphertext
+// copied to another row, or left from a removed service re-added under the same name, does not decrypt.
+function tokenAad(serviceId: number, userId: string): string {
+  return `user_tokens\n${serviceId}\n${userId}`;
+}
+
+/**
+ * Encrypts a token for its row (service row id, user name) and stores it, creating an unknown user.
+ * With replace, an existing token is replaced (user and token written all-or-nothing); without, it is
+ * kept. True when the token was written.
+ */
+export async function sealUserToken(ctx: Ctx, serviceId: number, userId: string, token: string, opts: { replace: boolean }): Promise<boolean> {
+  const { users, userTokens } = ctx.tables;
+  const ciphertext = await ctx.vault.encrypt(token, tokenAad(serviceId, userId));
+  const updatedAt = new Date().toISOString();
+  const row = { userId: sql`(select ${users.id} from ${users} where ${users.userId} = ${userId})`, serviceId, ciphertext, updatedAt };
+  if (!opts.replace) {
+    await ctx.db.insert(users).values({ userId }).onConflictDoNothing();
+    return (await ctx.db.insert(userTokens).values(row).onConflictDoNothing().returning({ serviceId: userTokens.serviceId })).length > 0;
+  }
+  await atomic(ctx.db, (q) => [
+    q.insert(users).values({ userId }).onConflictDoNothing(),
+    q.insert(userTokens).values(row).onConflictDoUpdate({ target: [userTokens.userId, userTokens.serviceId], set: { ciphertext, updatedAt } }),
+  ]);
+  return true;
+}
+
+/** Stores or replaces a user's token for a service that requires authorization; an unknown user is created. */
+export async function storeUserToken(ctx: Ctx, input: AuthorizeInput): Promise<void> {
+  const { services } = ctx.tables;
+  const action = `store the token of user "${input.user_id}" for service "${input.service_name}"`;
+  const service = await findServiceForToken(ctx, input.service_name, action);
+  if (!service.requiresAuthorization) throw new AppError("invalid_input", `Cannot ${action}: the service does not require authorization`);
+  try {
+    await sealUserToken(ctx, service.id, input.user_id, input.token, { replace: true });
+  } catch (err) {
+    // The service may have been removed since it was read (foreign key): say so rather than fail internally.
+    const [still] = await ctx.db.select({ id: services.id }).from(services).where(eq(services.id, service.id)).limit(1);
+    if (!still) throw new AppError("not_found", `Cannot ${action}: no such service`);
+    throw err;
+  }
+}
+
+/** Removes a user's stored token for a service; not_found when none is stored. */
+export async function revokeUserToken(ctx: Ctx, input: UserServiceInput): Promise<void> {
+  const { services, users, userTokens } = ctx.tables;
+  const action = `revoke the token of user "${input.user_id}" for service "${input.service_name}"`;
+  const deleted = await ctx.db.delete(userTokens).where(and(
+    eq(userTokens.serviceId, sql`(select ${services.id} from ${services} where ${services.name} = ${input.service_name})`),
+    eq(userTokens.userId, sql`(select ${users.id} from ${users} where ${users.userId} = ${input.user_id})`),
+  )).returning({ serviceId: userTokens.serviceId });
+  if (deleted.length === 0) {
+    await findServiceForToken(ctx, input.service_name, action);
+    throw new AppError("not_found", `Cannot ${action}: no token is stored`);
+  }
+}
+
+/** The credential an agent sends to a service for a user, in one query; token_missing when there is none. */
+export async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<TokenAnswer> {
+  const { services, users, userTokens } = ctx.tables;
+  const action = `read the token of user "${input.user_id}" for service "${input.service_name}"`;
+  const [row] = await ctx.db
+    .select({ serviceId: services.id, required: services.requiresAuthorization, method: services.methodAuthorization, ciphertext: userTokens.ciphertext })
+    .from(services)
+    .leftJoin(users, eq(users.userId, input.user_id))
+    .leftJoin(userTokens, and(eq(userTokens.serviceId, services.id), eq(userTokens.userId, users.id)))
+    .where(eq(services.name, input.service_name))
+    .limit(1);
+  if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
+  if (!row.required) return { status: "Ok" };
+  if (!row.ciphertext) throw new AppError("token_missing", `Cannot ${action}: no token is stored; ask the user for it and call authorize_user_to_service`);
+  try {
+    return { token: await ctx.vault.decrypt(row.ciphertext, tokenAad(row.serviceId, input.user_id)), method_authorization: row.method };
+  } catch {
+    // Not sealed for this row (moved or altered): treat it as missing so the agent asks the user again,
+    // and storing the token anew repairs the row.
+    ctx.log.warn("Stored token cannot be decrypted for its row", { service_name: input.service_name, user_id: input.user_id });
+    throw new AppError("token_missing", `Cannot ${action}: the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service`);
+  }
+}
+
+/**
+ * Start-up check of the stored tokens against the vault: tokens under REGISTRY_SECRET_PREVIOUS are
+ * re-encrypted with the current key; tokens under an unknown key stop start-up with a message naming
+ * what to fix. Only rows not already under the current key are read.
+ */
+export async function reencryptUserTokens(ctx: Ctx): Promise<{ reencrypted: number }> {
+  const { services, users, userTokens } = ctx.tables;
+  const rows = await ctx.db
+    .select({ userRowId: userTokens.userId, serviceId: userTokens.serviceId, userId: users.userId, serviceName: services.name, ciphertext: userTokens.ciphertext })
+    .from(userTokens)
+    .innerJoin(users, eq(users.id, userTokens.userId))
+    .innerJoin(services, eq(services.id, userTokens.serviceId))
+    .where(notLike(userTokens.ciphertext, `${ctx.vault.currentPrefix}%`));
+  const unknown = rows.filter((r) => ctx.vault.keyOf(r.ciphertext) === "unknown").length;
+  if (unknown > 0) throw new Error(undecryptableMessage(ctx, unknown));
+  let reencrypted = 0;
+  for (const r of rows) {
+    const aad = tokenAad(r.serviceId, r.userId);
+    let token: string;
+    try {
+      token = await ctx.vault.decrypt(r.ciphertext, aad);
+    } catch {
+      // Sealed with the previous key but altered or moved: left as is, /token reports it as missing.
+      ctx.log.warn("Stored token cannot be decrypted for its row; left as is", { service_name: r.serviceName, user_id: r.userId });
+      continue;
+    }
+    const ciphertext = await ctx.vault.encrypt(token, aad);
+    // Only if unchanged meanwhile (another instance may rotate or the user may store a new token).
+    await ctx.db.update(userTokens).set({ ciphertext })
+      .where(and(eq(userTokens.userId, r.userRowId), eq(userTokens.serviceId, r.serviceId), eq(userTokens.ciphertext, r.ciphertext)));
+    reencrypted++;
+  }
+  if (reencrypted > 0) ctx.log.info(`Re-encrypted ${reencrypted} stored user token${reencrypted === 1 ? "" : "s"} with the current key (REGISTRY_SECRET_PREVIOUS can now be removed)`);
+  return { reencrypted };
+}
+
+function undecryptableMessage(ctx: Ctx, count: number): string {
+  const what = `${count} stored user token${count === 1 ? " was" : "s were"} encrypted with another key than ${ctx.vault.source}`;
+  if (ctx.config.secret) {
+    return `${what}${ctx.config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
+      "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one";
+  }
+  return `${what}: restore the original key file, or set REGISTRY_SECRET to the key they were stored with`;
+}
+
+async function findServiceForToken(ctx: Ctx, name: string, action: string) {
+  const { services } = ctx.tables;
+  const [service] = await ctx.db.select({ id: services.id, requiresAuthorization: services.requiresAuthorization })
+    .from(services).where(eq(services.name, name)).limit(1);
+  if (!service) throw new AppError("not_found", `Cannot ${action}: no such service`);
+  return service;
+}
+
+export const authTools = [
+  defineTool({
+    name: "authorize_user_to_service",
+    title: "Store a user's token for a service",
+    description: "Store (or replace) the token a user gave for a service that requires authorization; an unknown user is created. " +
+      "Call it after /token answered 401 token_missing and the user supplied the token, then repeat the original request.",
+    input: AuthorizeInput,
+    annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    async run(ctx, input) {
+      await storeUserToken(ctx, input);
+      return { text: `Token stored for user "${input.user_id}" on service "${input.service_name}". Please repeat your original request.` };
+    },
+  }),
+  defineTool({
+    name: "revoke_user_token",
+    title: "Revoke a user's token for a service",
+    description: "Remove the token a user stored for a service.",
+    input: UserServiceInput,
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    async run(ctx, input) {
+      await revokeUserToken(ctx, input);
+      return { text: `Token of user "${input.user_id}" for service "${input.service_name}" revoked.` };
+    },
+  }),
+];
+
+async function tokenRoute(c: Context<AppEnv>): Promise<Response> {
+  const ctx = c.get("ctx");
+  const input = await readInput(c, UserServiceInput, "read token");
+  const audit = (outcome: string, detail?: string) => recordAudit(ctx, { caller: c.get("caller"), action: "read_token", target: auditTarget(input), outcome, detail });
+  try {
+    const answer = await readUserToken(ctx, input);
+    await audit("ok");
+    return c.json(answer);
+  } catch (err) {
+    await audit(err instanceof AppError ? err.code : "internal", err instanceof AppError ? err.message : undefined);
+    throw err;
+  }
+}
+
+/** GET /token (query string or JSON body) and POST /token: a user's credential for a service. */
+export const authRoutes = new Hono<AppEnv>().get("/token", tokenRoute).post("/token", tokenRoute);
