@@ -1,7 +1,7 @@
-/** Composes the features into one registry and serves it on Node (@hono/node-server) or Deno (Deno.serve). */
+/** Composes the features into one registry and serves it with @hono/node-server (node:http, on Node and on Deno). */
 import { Hono } from "hono";
 import { auditRoutes, auditTools } from "./features/audit/audit.ts";
-import { authRoutes, authTools } from "./features/auth/auth.ts";
+import { authRoutes, authTools, reencryptUserTokens } from "./features/auth/auth.ts";
 import { healthRoutes, healthTools } from "./features/health/health.ts";
 import { rolesRoutes, rolesTools } from "./features/roles/roles.ts";
 import { servicesRoutes, servicesTools } from "./features/services/services.ts";
@@ -9,6 +9,7 @@ import { usersRoutes, usersTools } from "./features/users/users.ts";
 import { createKeyRing, type KeyRing } from "./shared/access.ts";
 import type { Config } from "./shared/config.ts";
 import type { Ctx } from "./shared/context.ts";
+import { openVault } from "./shared/crypto.ts";
 import { openStore, type Store } from "./shared/db/db.ts";
 import { type AppEnv, accessMiddleware, limitBody, onHttpError } from "./shared/http.ts";
 import { createLog, type Log } from "./shared/log.ts";
@@ -32,13 +33,31 @@ export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
 
 export type Registry = { url: string; port: number; ctx: Ctx; keys: KeyRing; close(): Promise<void> };
 
-/** Opens the store, builds the app and listens; port 0 picks a free port. */
+/** Opens the vault and the store (migrated, stored tokens checked against the key): what every entry point needs. */
+export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx; close(): Promise<void> }> {
+  const vault = await openVault(config, log);
+  const store: Store = await openStore(config.databaseUrl);
+  const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, config, log, vault, background: new Set() };
+  // A key that cannot read the stored tokens stops start-up here, not at the first /token.
+  await reencryptUserTokens(ctx).catch(async (err) => {
+    await store.close();
+    throw err;
+  });
+  return {
+    ctx,
+    async close() {
+      await Promise.allSettled([...ctx.background]);
+      await store.close();
+    },
+  };
+}
+
+/** Opens the context, builds the app and listens; port 0 picks a free port. */
 export async function startRegistry(config: Config, log: Log = createLog()): Promise<Registry> {
   const keys = createKeyRing(config);
   if (keys.mode === "development") log.warn("Development mode: no REGISTRY_ADMIN_KEYS/REGISTRY_AGENT_KEYS set, every caller is admin (loopback only)");
   if (keys.mode === "off") log.warn("REGISTRY_AUTH=off: authentication is disabled, every caller is admin");
-  const store: Store = await openStore(config.databaseUrl);
-  const ctx: Ctx = { db: store.db, config, log, background: new Set() };
+  const { ctx, close } = await openContext(config, log);
   const app = createApp(ctx, keys);
   const server = await listen(app, config.host, config.port);
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
@@ -50,24 +69,15 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
     keys,
     async close() {
       await server.close();
-      await Promise.allSettled([...ctx.background]);
-      store.close();
+      await close();
     },
   };
 }
 
 type Listening = { port: number; close(): Promise<void> };
-type DenoServe = (options: { hostname: string; port: number; onListen?: () => void }, handler: (req: Request) => Response | Promise<Response>) => {
-  addr: { port: number };
-  shutdown(): Promise<void>;
-};
 
+// node:http on Deno too: Deno.serve hides the body of a GET request, and old agents send GET /token with one.
 async function listen(app: Hono<AppEnv>, hostname: string, port: number): Promise<Listening> {
-  const deno = (globalThis as { Deno?: { serve: DenoServe } }).Deno;
-  if (deno) {
-    const server = deno.serve({ hostname, port, onListen: () => {} }, app.fetch);
-    return { port: server.addr.port, close: () => server.shutdown() };
-  }
   const { serve } = await import("@hono/node-server");
   return new Promise((resolve, reject) => {
     const server = serve({ fetch: app.fetch, hostname, port }, (info) => {

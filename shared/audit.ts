@@ -1,7 +1,6 @@
 /** The audit trail: who did what to which target and how it ended. Never records a secret. */
 import type { Caller } from "./access.ts";
 import type { Ctx } from "./context.ts";
-import { schema } from "./db/db.ts";
 
 export type AuditEntry = { caller: Caller; action: string; target: string; outcome: string; detail?: string };
 
@@ -19,7 +18,7 @@ export function auditTarget(input: unknown): string {
 /** Writes an audit event; a failure to write is logged, never thrown (the action already happened). */
 export async function recordAudit(ctx: Ctx, entry: AuditEntry): Promise<void> {
   try {
-    await ctx.db.insert(schema.auditEvents).values({
+    await ctx.db.insert(ctx.tables.auditEvents).values({
       actor: entry.caller.label,
       action: entry.action,
       target: entry.target,

@@ -1,6 +1,7 @@
 /** Registry configuration: read once from the environment (and .env) by main.ts, validated with valibot. */
 import { existsSync, readFileSync } from "node:fs";
 import * as v from "valibot";
+import { decodeKey } from "./crypto.ts";
 
 export type Config = {
   host: string;
@@ -12,15 +13,19 @@ export type Config = {
   agentKeys: string[];
   /** "off" only when REGISTRY_AUTH=off was set explicitly. */
   auth: "on" | "off";
+  /** REGISTRY_SECRET: the 32-byte key encrypting user tokens (null: a key file beside the database). */
+  secret: Uint8Array | null;
+  /** REGISTRY_SECRET_PREVIOUS: the key being rotated out; its tokens are re-encrypted at start-up. */
+  previousSecret: Uint8Array | null;
 };
 
 /** Thrown for a bad setting; its message is the one line start-up prints. */
 export class ConfigError extends Error {}
 
+// One check: valibot runs later checks even after v.url failed, and new URL() would then throw.
 const HttpUrl = v.pipe(
   v.string(),
-  v.url("must be an http(s) URL"),
-  v.check((s) => /^https?:$/.test(new URL(s).protocol), "must be an http(s) URL"),
+  v.check((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), "must be an http(s) URL"),
 );
 
 // Each variable: its schema from the raw string, and its default when unset or empty.
@@ -41,7 +46,18 @@ const VARIABLES = {
   REGISTRY_ADMIN_KEYS: { schema: keyList(), fallback: "" },
   REGISTRY_AGENT_KEYS: { schema: keyList(), fallback: "" },
   REGISTRY_AUTH: { schema: v.picklist(["on", "off"], 'must be "on" or "off"'), fallback: "on" },
+  REGISTRY_SECRET: { schema: secretKey(), fallback: "" },
+  REGISTRY_SECRET_PREVIOUS: { schema: secretKey(), fallback: "" },
 } as const;
+
+// A 32-byte AES key in base64, e.g. from `openssl rand -base64 32`.
+function secretKey() {
+  return v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const key = decodeKey(dataset.value);
+    if (!key) addIssue({ message: "must be 32 bytes encoded in base64 (openssl rand -base64 32)" });
+    return key ?? NEVER;
+  }));
+}
 
 // Comma-separated keys; short keys are refused because they can be guessed.
 function keyList() {
@@ -59,12 +75,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const raw = env[name]?.trim() || fallback;
     if (raw === "") return null;
     const result = v.safeParse(schema as v.GenericSchema<string, unknown>, raw);
-    // Never echo a key back, even a malformed one.
-    const shown = name.endsWith("_KEYS") ? "" : ` (got "${raw}")`;
+    // Never echo a key back, even a malformed one, nor a database URL (it may carry a password).
+    const shown = name.endsWith("_KEYS") || name.startsWith("REGISTRY_SECRET") || name === "DATABASE_URL" ? "" : ` (got "${raw}")`;
     if (!result.success) throw new ConfigError(`Invalid configuration: ${name} ${result.issues[0].message}${shown}`);
     return result.output;
   };
-  return {
+  const config: Config = {
     host: read("MCP_HOST") as string,
     port: read("MCP_PORT") as number,
     databaseUrl: read("DATABASE_URL") as string,
@@ -73,7 +89,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     adminKeys: (read("REGISTRY_ADMIN_KEYS") as string[] | null) ?? [],
     agentKeys: (read("REGISTRY_AGENT_KEYS") as string[] | null) ?? [],
     auth: read("REGISTRY_AUTH") as "on" | "off",
+    secret: read("REGISTRY_SECRET") as Uint8Array | null,
+    previousSecret: read("REGISTRY_SECRET_PREVIOUS") as Uint8Array | null,
   };
+  if (config.previousSecret && !config.secret) throw new ConfigError("Invalid configuration: REGISTRY_SECRET_PREVIOUS is set but REGISTRY_SECRET (the new key) is not");
+  return config;
 }
 
 /** Maps the accepted DATABASE_URL forms (including the predecessor's sqlite:/// ones) to a libSQL URL. */
@@ -85,9 +105,9 @@ export function normalizeDatabaseUrl(raw: string): string {
     if (old[2] === "" || old[2] === ":memory:") return ":memory:";
     return `file:${old[2]}`;
   }
-  if (/^(file:|libsql:\/\/|https?:\/\/)/.test(raw)) return raw;
+  if (/^(file:|libsql:\/\/|https?:\/\/|postgres(ql)?:\/\/)/.test(raw)) return raw;
   const scheme = /^([a-z][\w+.-]*):/i.exec(raw)?.[1] ?? raw;
-  throw new Error(`uses an unsupported database "${scheme}"; supported: file:<path>, :memory:, sqlite:///<path>, libsql://, http(s)://`);
+  throw new Error(`uses an unsupported database "${scheme}"; supported: SQLite (file:<path>, :memory:, sqlite:///<path>), remote libSQL (libsql://, http(s)://) and PostgreSQL (postgres://)`);
 }
 
 /** Reads KEY=VALUE lines of a .env file into env, never overriding a variable already set. */
@@ -96,9 +116,9 @@ export function readDotEnv(path: string, env: Record<string, string | undefined>
   for (const line of readFileSync(path, "utf8").split(/\r?\n/)) {
     const m = /^\s*(?:export\s+)?([A-Za-z_][\w]*)\s*=\s*(.*?)\s*$/.exec(line);
     if (!m || line.trimStart().startsWith("#")) continue;
-    let value = m[2];
-    if (/^(["']).*\1$/.test(value)) value = value.slice(1, -1);
-    else value = value.replace(/\s+#.*$/, "");
+    // A quoted value keeps everything inside its quotes; a comment may follow the closing quote.
+    const quoted = /^(["'])(.*?)\1(?:\s+#.*)?$/.exec(m[2]);
+    const value = quoted ? quoted[2] : m[2].replace(/\s+#.*$/, "");
     if (env[m[1]] === undefined) env[m[1]] = value;
   }
 }

@@ -182,7 +182,7 @@ describe("audit log", () => {
     await call(admin, "remove_service", { service_name: "x" });
     await reg.http("/list_services", { key: WRONG });
     await reg.http("/list_services", { key: AGENT });
-    const rows = await reg.ctx.db.select().from((await import("../shared/db/db.ts")).schema.auditEvents);
+    const rows = await reg.ctx.db.select().from(reg.ctx.tables.auditEvents);
     const everything = reg.logs.join("\n") + JSON.stringify(rows);
     for (const key of [ADMIN, ADMIN2, AGENT, WRONG]) expect(everything).not.toContain(key);
   });

@@ -42,11 +42,47 @@ export type TestRegistry = Registry & {
   stop(): Promise<void>;
 };
 
-/** Starts a registry in this process on 127.0.0.1 and a free port, on an in-memory database unless env says otherwise. */
+/**
+ * The engine the suite runs on: PostgreSQL when TEST_DATABASE_URL is a postgres:// URL (each registry
+ * then gets a fresh database of its own), else SQLite in memory. Engine-specific tests say so with it.
+ */
+export const ENGINE: "sqlite" | "postgres" = /^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? "") ? "postgres" : "sqlite";
+
+/** A fixed REGISTRY_SECRET for tests that need one (32 bytes, base64). */
+export const TEST_SECRET = Buffer.alloc(32, 7).toString("base64");
+
+/** A DATABASE_URL for a new, empty database of the suite's engine, and how to drop it. */
+export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  if (ENGINE === "sqlite") return { url: ":memory:", drop: async () => {} };
+  const { default: postgres } = await import("postgres");
+  const base = process.env.TEST_DATABASE_URL!;
+  const name = `reg_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(base, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const again = postgres(base, { max: 1, onnotice: () => {} });
+      await again.unsafe(`drop database if exists ${name} with (force)`);
+      await again.end();
+    },
+  };
+}
+
+/** Starts a registry in this process on 127.0.0.1 and a free port, on a fresh database unless env names one. */
 export async function startTestRegistry(env: Record<string, string> = {}): Promise<TestRegistry> {
-  const config: Config = loadConfig({ DATABASE_URL: ":memory:", MCP_PORT: "0", ...env });
+  const fresh = env.DATABASE_URL ? { url: env.DATABASE_URL, drop: async () => {} } : await freshDatabase();
+  // A shared database needs an explicit vault key (there is no file beside it to keep one in).
+  const secret = ENGINE === "postgres" ? { REGISTRY_SECRET: TEST_SECRET } : {};
+  const config: Config = loadConfig({ MCP_PORT: "0", ...secret, ...env, DATABASE_URL: fresh.url });
   const logs: string[] = [];
-  const registry = await startRegistry(config, createLog((line) => logs.push(line)));
+  const registry = await startRegistry(config, createLog((line) => logs.push(line))).catch(async (err) => {
+    await fresh.drop();
+    throw err;
+  });
   const clients: Client[] = [];
   return {
     ...registry,
@@ -65,6 +101,7 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
     async stop() {
       await Promise.allSettled(clients.map((c) => c.close()));
       await registry.close();
+      await fresh.drop();
     },
   };
 }
@@ -160,4 +197,36 @@ export async function startTestMcpServer(opts: TestServerOptions): Promise<{ url
     get requests() { return state.requests; },
     stop: () => new Promise<void>((r) => { server.close(() => r()); (server as unknown as { closeAllConnections(): void }).closeAllConnections(); }),
   };
+}
+
+/** Polls `check` until it returns a truthy value (bounded, so a missing event fails instead of hanging). */
+export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Runs a process to its end and returns its exit code and combined output. */
+export async function runToExit(cmd: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; output: string }> {
+  const proc = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  proc.stdout!.on("data", (d: Buffer) => { output += d.toString(); });
+  proc.stderr!.on("data", (d: Buffer) => { output += d.toString(); });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { proc.kill("SIGKILL"); reject(new Error(`${cmd} did not exit:\n${output}`)); }, opts.timeoutMs ?? 20_000);
+    proc.once("close", (code) => { clearTimeout(timer); resolve({ code, output }); });
+  });
+}
+
+/** What the public surface shows of the catalogue: GET /list_services, MCP list_services, and the number of stored tools. */
+export async function catalogue(reg: TestRegistry): Promise<{ http: unknown; mcp: unknown; tools: number }> {
+  const http = await (await reg.http("/list_services")).json();
+  const mcp = (await call(await reg.client(), "list_services")).structuredContent;
+  const { tools: table } = reg.ctx.tables;
+  const tools = (await reg.ctx.db.select({ id: table.id }).from(table)).length;
+  return { http, mcp, tools };
 }

@@ -3,11 +3,8 @@ import { and, desc, eq, gte, lt, type SQL, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
 import type { Ctx } from "../../shared/context.ts";
-import { schema } from "../../shared/db/db.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
-
-const { auditEvents } = schema;
 
 export const ListAuditEventsInput = v.object({
   action: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters"))),
@@ -22,6 +19,7 @@ const AuditEvent = v.object({ id: v.number(), at: v.string(), actor: v.string(),
 
 /** Newest events first; `next_before_id` continues the listing, null at the end. */
 export async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
+  const { auditEvents } = ctx.tables;
   const where: SQL[] = [];
   if (input.action) where.push(eq(auditEvents.action, input.action));
   // target is matched as a substring: "user_id=ann" finds every event about ann.

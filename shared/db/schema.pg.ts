@@ -1,0 +1,77 @@
+/** The registry's tables (PostgreSQL dialect): the same tables, columns and property names as schema.ts. */
+import { sql } from "drizzle-orm";
+import { boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
+
+const now = (column: string) => text(column).notNull().default(sql`to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
+// Identity ids come from sequences, which never hand out a number twice (like SQLite's AUTOINCREMENT).
+const id = () => integer("id").primaryKey().generatedByDefaultAsIdentity();
+
+/** Registered MCP services. */
+export const services = pgTable("services", {
+  id: id(),
+  name: text("name").notNull().unique(),
+  endpoint: text("endpoint").notNull().unique(),
+  description: text("description").notNull().default(""),
+  transport: text("transport", { enum: ["streamable_http", "sse"] }).notNull(),
+  requiresAuthorization: boolean("requires_authorization").notNull().default(false),
+  methodAuthorization: text("method_authorization").notNull().default(""),
+  discoveryToken: text("discovery_token"),
+  status: text("status", { enum: ["ok", "unreachable"] }).notNull().default("ok"),
+  lastDiscoveredAt: text("last_discovered_at"),
+  lastError: text("last_error"),
+  consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+  createdAt: now("created_at"),
+});
+
+/** Tools discovered on a service. */
+export const tools = pgTable("tools", {
+  id: id(),
+  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
+  name: text("name").notNull(),
+  title: text("title"),
+  description: text("description").notNull().default(""),
+  inputSchema: jsonb("input_schema"),
+  outputSchema: jsonb("output_schema"),
+  annotations: jsonb("annotations"),
+}, (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)]);
+
+/** Roles users can have, each with the system prompt agents use for it. */
+export const roles = pgTable("roles", {
+  id: id(),
+  name: text("name").notNull().unique(),
+  defaultSystemPrompt: text("default_system_prompt").notNull().default(""),
+  createdAt: now("created_at"),
+});
+
+/** Which roles may use which tools. */
+export const toolRoles = pgTable("tool_roles", {
+  toolId: integer("tool_id").notNull().references(() => tools.id, { onDelete: "cascade" }),
+  roleId: integer("role_id").notNull().references(() => roles.id, { onDelete: "cascade" }),
+}, (t) => [primaryKey({ columns: [t.toolId, t.roleId] }), index("tool_roles_role").on(t.roleId)]);
+
+/** Users the agents act for; a user has at most one role. */
+export const users = pgTable("users", {
+  id: id(),
+  userId: text("user_id").notNull().unique(),
+  roleId: integer("role_id").references(() => roles.id, { onDelete: "set null" }),
+  createdAt: now("created_at"),
+});
+
+/** A user's credential for a service, AES-256-GCM encrypted. */
+export const userTokens = pgTable("user_tokens", {
+  userId: integer("user_id").notNull().references(() => users.id, { onDelete: "cascade" }),
+  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
+  ciphertext: text("ciphertext").notNull(),
+  updatedAt: now("updated_at"),
+}, (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)]);
+
+/** Who did what to which target, and how it ended. Never holds a secret. */
+export const auditEvents = pgTable("audit_events", {
+  id: id(),
+  at: now("at"),
+  actor: text("actor").notNull(),
+  action: text("action").notNull(),
+  target: text("target").notNull().default(""),
+  outcome: text("outcome").notNull(),
+  detail: text("detail").notNull().default(""),
+}, (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)]);

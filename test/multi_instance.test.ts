@@ -1,0 +1,94 @@
+/** Issue 6: several registry processes over one database; uniqueness holds under concurrency. */
+import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, connectClient, ENGINE, freePort, freshDatabase, type Spawned, spawnUntil, startEverything, startTestMcpServer, startTestRegistry, TEST_SECRET, text } from "./helpers.ts";
+
+async function startProcess(databaseUrl: string) {
+  const port = await freePort();
+  const p = await spawnUntil(process.execPath, ["--import", "tsx", "main.ts"], {
+    env: { MCP_PORT: String(port), DATABASE_URL: databaseUrl, REGISTRY_SECRET: TEST_SECRET },
+    ready: /MCP Registry listening/,
+  });
+  return { ...p, url: `http://127.0.0.1:${port}` };
+}
+
+describe("concurrent add_service in one registry (every engine)", () => {
+  it("two adds of one name at the same moment: exactly one succeeds, the other is a conflict", async () => {
+    const reg = await startTestRegistry();
+    const servers = await Promise.all([0, 1].map(() => startTestMcpServer({ setup: (s) => s.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] })) })));
+    try {
+      const [a, b] = [await reg.client(), await reg.client()];
+      const results = await Promise.all([
+        call(a, "add_service", { service_name: "same", endpoint: servers[0].url, description: "one" }),
+        call(b, "add_service", { service_name: "same", endpoint: servers[1].url, description: "two" }),
+      ]);
+      expect(results.filter((r) => !r.isError), JSON.stringify(results)).toHaveLength(1);
+      const failed = results.filter((r) => r.isError);
+      expect(failed).toHaveLength(1);
+      expect(text(failed[0])).toBe('Cannot add service "same": a service with that name already exists');
+      const list = await (await reg.http("/list_services")).json();
+      expect(Object.keys(list.services)).toEqual(["same"]);
+    } finally {
+      await reg.stop();
+      await Promise.all(servers.map((s) => s.stop()));
+    }
+  });
+});
+
+// Engine-specific: several processes share one database only on PostgreSQL (SQLite is one machine's file).
+describe.runIf(ENGINE === "postgres")("two registry processes on one PostgreSQL database", () => {
+  let db: { url: string; drop(): Promise<void> };
+  let one: Spawned | undefined;
+  let two: Spawned | undefined;
+  let everything: Spawned;
+  beforeAll(async () => {
+    db = await freshDatabase();
+    everything = await startEverything();
+    // Started together: both run migrations at once, serialised by an advisory lock.
+    const [a, b] = await Promise.all([startProcess(db.url), startProcess(db.url)]);
+    one = { ...a, port: 0 } as unknown as Spawned;
+    two = { ...b, port: 0 } as unknown as Spawned;
+  }, 60_000);
+  afterAll(async () => {
+    await one?.stop();
+    await two?.stop();
+    await everything?.stop();
+    await db?.drop();
+  });
+
+  it("a service added through one is listed and removed by the other", async () => {
+    const a = await connectClient(`${one!.url}/mcp`);
+    const b = await connectClient(`${two!.url}/mcp`);
+    expect(text(await call(a, "add_service", { service_name: "everything", endpoint: everything.url, description: "" }))).toBe('Service "everything" added with 13 tools.');
+    expect(await (await fetch(`${two!.url}/list_services`)).json()).toEqual({ services: { everything: { transport: "streamable_http", url: everything.url } } });
+    const toolsViaB = JSON.parse(text(await call(b, "get_tools", { service_name: "everything" })));
+    expect(toolsViaB).toHaveLength(13);
+    expect(text(await call(b, "remove_service", { service_name: "everything" }))).toBe('Service "everything" removed.');
+    expect(await (await fetch(`${one!.url}/list_services`)).json()).toEqual({ services: {} });
+    await a.close();
+    await b.close();
+  });
+
+  it("concurrent add_service of one name through both: one success, one conflict, never a 500", async () => {
+    const servers = await Promise.all([0, 1].map(() => startTestMcpServer({ setup: (s) => s.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] })) })));
+    const a = await connectClient(`${one!.url}/mcp`);
+    const b = await connectClient(`${two!.url}/mcp`);
+    try {
+      for (let round = 0; round < 5; round++) {
+        const name = `race-${round}`;
+        const results = await Promise.all([
+          call(a, "add_service", { service_name: name, endpoint: `${servers[0].url}?r=${round}`, description: "a" }),
+          call(b, "add_service", { service_name: name, endpoint: `${servers[1].url}?r=${round}`, description: "b" }),
+        ]);
+        expect(results.filter((r) => !r.isError), name).toHaveLength(1);
+        expect(results.filter((r) => r.isError).map(text)).toEqual([`Cannot add service "${name}": a service with that name already exists`]);
+      }
+      const list = await (await fetch(`${two!.url}/list_services`)).json();
+      expect(Object.keys(list.services).sort()).toEqual(["race-0", "race-1", "race-2", "race-3", "race-4"]);
+    } finally {
+      await a.close();
+      await b.close();
+      await Promise.all(servers.map((s) => s.stop()));
+    }
+  });
+});
