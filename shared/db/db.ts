@@ -9,8 +9,6 @@ import { migrate } from "drizzle-orm/libsql/migrator";
 import * as pgSchema from "./schema.pg.ts";
 import * as schema from "./schema.ts";
 
-/** The SQLite tables. Features take tables from ctx.tables instead (they differ per engine). */
-export { schema };
 export type Tables = typeof schema;
 /**
  * The query interface features use. It is typed with the SQLite dialect; on PostgreSQL the same builder
