@@ -4,6 +4,7 @@ import { auditRoutes, auditTools } from "./features/audit/audit.ts";
 import { authRoutes, authTools, reencryptUserTokens } from "./features/auth/auth.ts";
 import { healthRoutes, healthTools } from "./features/health/health.ts";
 import { rolesRoutes, rolesTools } from "./features/roles/roles.ts";
+import { reencryptDiscoveryTokens, startRefresher } from "./features/services/refresh.ts";
 import { servicesRoutes, servicesTools } from "./features/services/services.ts";
 import { usersRoutes, usersTools } from "./features/users/users.ts";
 import { createKeyRing, type KeyRing } from "./shared/access.ts";
@@ -38,8 +39,8 @@ export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx;
   const vault = await openVault(config, log);
   const store: Store = await openStore(config.databaseUrl);
   const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, config, log, vault, background: new Set() };
-  // A key that cannot read the stored tokens stops start-up here, not at the first /token.
-  await reencryptUserTokens(ctx).catch(async (err) => {
+  // A key that cannot read the stored tokens stops start-up here, not at the first /token (or refresh).
+  await reencryptUserTokens(ctx).then(() => reencryptDiscoveryTokens(ctx)).catch(async (err) => {
     await store.close();
     throw err;
   });
@@ -59,7 +60,12 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
   if (keys.mode === "off") log.warn("REGISTRY_AUTH=off: authentication is disabled, every caller is admin");
   const { ctx, close } = await openContext(config, log);
   const app = createApp(ctx, keys);
-  const server = await listen(app, config.host, config.port);
+  const server = await listen(app, config.host, config.port).catch(async (err) => {
+    // A taken port must not leave the store open.
+    await close();
+    throw err;
+  });
+  const refresher = startRefresher(ctx);
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${server.port}`;
   return {
@@ -69,6 +75,7 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
     keys,
     async close() {
       await server.close();
+      await refresher.stop();
       await close();
     },
   };

@@ -16,6 +16,7 @@ export const RULES: Record<string, Principal> = {
   "GET /health": "anonymous",
   "tool list_services": "agent",
   "tool get_tools": "agent",
+  "tool get_service": "agent",
   "tool authorize_user_to_service": "agent",
   "tool revoke_user_token": "agent",
   "GET /list_services": "agent",

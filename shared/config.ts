@@ -9,6 +9,8 @@ export type Config = {
   databaseUrl: string;
   rereadHook: string | null;
   discoveryTimeoutMs: number;
+  /** REGISTRY_REFRESH_INTERVAL: how often every service is discovered again in the background (0: never). */
+  refreshIntervalMs: number;
   adminKeys: string[];
   agentKeys: string[];
   /** "off" only when REGISTRY_AUTH=off was set explicitly. */
@@ -42,6 +44,11 @@ const VARIABLES = {
   REGISTRY_DISCOVERY_TIMEOUT: {
     schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
     fallback: "10",
+  },
+  REGISTRY_REFRESH_INTERVAL: {
+    schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number),
+      v.check((n) => n === 0 || n >= 0.1, "must be 0 (off) or at least 0.1 seconds"), v.maxValue(604800, "must be at most 604800 seconds (a week)")),
+    fallback: "300",
   },
   REGISTRY_ADMIN_KEYS: { schema: keyList(), fallback: "" },
   REGISTRY_AGENT_KEYS: { schema: keyList(), fallback: "" },
@@ -86,6 +93,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: read("DATABASE_URL") as string,
     rereadHook: read("AGENT_REREAD_HOOK") as string | null,
     discoveryTimeoutMs: Math.round((read("REGISTRY_DISCOVERY_TIMEOUT") as number) * 1000),
+    refreshIntervalMs: Math.round((read("REGISTRY_REFRESH_INTERVAL") as number) * 1000),
     adminKeys: (read("REGISTRY_ADMIN_KEYS") as string[] | null) ?? [],
     agentKeys: (read("REGISTRY_AGENT_KEYS") as string[] | null) ?? [],
     auth: read("REGISTRY_AUTH") as "on" | "off",

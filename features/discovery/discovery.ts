@@ -23,8 +23,10 @@ export type DiscoverOptions = {
   timeoutMs: number;
   /** Read a description from the service (resource, then instructions) instead of using the caller's. */
   wantDescription: boolean;
-  /** Extra headers, e.g. the Authorization a service needs before it lists its tools. */
+  /** Extra headers, e.g. the Authorization a service needs before it lists its tools (never shown in an error). */
   headers?: Record<string, string>;
+  /** Cancels the discovery early (the registry is stopping). */
+  signal?: AbortSignal;
 };
 
 /** Used when a service offers neither a service_description resource nor instructions. */
@@ -34,12 +36,25 @@ const MAX_PAGES = 1000;
 /**
  * Connects to `endpoint` (streamable HTTP, falling back to SSE; SSE directly for a path ending in /sse),
  * reads every page of tools/list and, if asked, the description. Throws AppError("unavailable") with the
- * reason; never takes longer than the timeout and always closes what it opened.
+ * reason (header values blanked out); never takes longer than the timeout and always closes what it opened.
  */
 export async function discoverService(endpoint: string, options: DiscoverOptions): Promise<Discovery> {
+  try {
+    return await discoverOnce(endpoint, options);
+  } catch (err) {
+    // A server can echo what it was sent (a body in an error message): a credential never goes further.
+    if (err instanceof AppError) throw new AppError(err.code, redact(err.message, options.headers));
+    throw err;
+  }
+}
+
+async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise<Discovery> {
   const url = new URL(endpoint);
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
+  const cancel = () => deadline.abort();
+  options.signal?.addEventListener("abort", cancel, { once: true });
+  if (options.signal?.aborted) cancel();
   const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
   const failures: string[] = [];
   try {
@@ -48,7 +63,8 @@ export async function discoverService(endpoint: string, options: DiscoverOptions
       try {
         found = await withDeadline(discoverWith(transport, url, options, deadline.signal), deadline.signal);
       } catch (err) {
-        failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reasonOf(err, deadline.signal, options.timeoutMs)}`);
+        const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline.signal, options.timeoutMs);
+        failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
         if (deadline.signal.aborted) break;
         continue;
       }
@@ -62,6 +78,7 @@ export async function discoverService(endpoint: string, options: DiscoverOptions
     }
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener("abort", cancel);
   }
   throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
 }
@@ -132,6 +149,12 @@ async function readDescription(client: Client, requestOptions: { signal: AbortSi
     // fall through to the instructions
   }
   return client.getInstructions()?.trim() || FALLBACK_DESCRIPTION;
+}
+
+// Blanks out every header value, and the credential after its scheme ("Bearer <token>"), in a message.
+function redact(message: string, headers: Record<string, string> | undefined): string {
+  const secrets = Object.values(headers ?? {}).flatMap((value) => [value, value.replace(/^\S+\s+/, "")]).filter((s) => s.length >= 4);
+  return secrets.sort((a, b) => b.length - a.length).reduce((text, secret) => text.replaceAll(secret, "***"), message);
 }
 
 function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {

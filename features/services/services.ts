@@ -1,5 +1,5 @@
-/** Services: register MCP services (discovering their tools), list them, show their tools, remove them. */
-import { asc, eq, or, sql } from "drizzle-orm";
+/** Services: register MCP services (discovering their tools), list them, show them and their tools, update, refresh, remove them. */
+import { and, asc, count, eq, ne, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
 import type { Ctx } from "../../shared/context.ts";
@@ -9,7 +9,10 @@ import { notifyCatalogueChanged } from "../../shared/hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
-import { discoverService } from "../discovery/discovery.ts";
+import { type Discovery, discoverService } from "../discovery/discovery.ts";
+import {
+  applyCatalogue, type CatalogueDiff, discoveryHeaders, hasChanges, nextRefreshAt, openDiscoveryToken, refreshStoredService, sealDiscoveryToken, type StoredService,
+} from "./refresh.ts";
 
 export const ServiceName = nameSchema(128);
 
@@ -23,16 +26,30 @@ export const Endpoint = v.pipe(
   v.check((s) => s === "" || (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol)), "must be an http(s) URL"),
 );
 
+const Description = v.pipe(v.string("must be a string"), v.trim(), v.maxLength(8192, "must be at most 8192 characters"));
+
+// Sent in an HTTP header: printable ASCII only, so it can never break the header (nor be echoed by a failing one).
+const DiscoveryToken = v.pipe(
+  v.string("must be a string"),
+  v.trim(),
+  v.maxLength(8192, "must be at most 8192 characters"),
+  v.regex(/^[\x21-\x7e]*$/, "must be printable ASCII without spaces"),
+);
+
+const NEEDS_METHOD = 'method_authorization must be "Basic" or "Bearer" when requires_authorization is true';
+const TOKEN_NEEDS_AUTHORIZATION = 'discovery_token needs requires_authorization true (it is sent as "Authorization: <method_authorization> <token>")';
+
 export const AddServiceInput = v.pipe(
   v.object({
     service_name: ServiceName,
     endpoint: Endpoint,
-    description: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(8192, "must be at most 8192 characters")), ""),
+    description: v.optional(Description, ""),
     requires_authorization: v.optional(v.boolean("must be true or false"), false),
     method_authorization: v.optional(v.string("must be a string"), ""),
+    discovery_token: v.optional(DiscoveryToken, ""),
   }),
-  v.check((i) => !i.requires_authorization || i.method_authorization === "Basic" || i.method_authorization === "Bearer",
-    'method_authorization must be "Basic" or "Bearer" when requires_authorization is true'),
+  v.check((i) => !i.requires_authorization || i.method_authorization === "Basic" || i.method_authorization === "Bearer", NEEDS_METHOD),
+  v.check((i) => i.discovery_token === "" || i.requires_authorization, TOKEN_NEEDS_AUTHORIZATION),
   // Without authorization there is no method: store "" whatever was sent.
   v.transform((i) => ({ ...i, method_authorization: i.requires_authorization ? i.method_authorization : "" })),
 );
@@ -41,8 +58,38 @@ export type AddServiceInput = v.InferOutput<typeof AddServiceInput>;
 export const ServiceNameInput = v.object({ service_name: ServiceName });
 export type ServiceNameInput = v.InferOutput<typeof ServiceNameInput>;
 
-const ServiceRow = v.object({ service_name: v.string(), endpoint: v.string(), description: v.string() });
+export const ListServicesInput = v.object({ include_health: v.optional(v.boolean("must be true or false"), false) });
+
+export const UpdateServiceInput = v.object({
+  service_name: ServiceName,
+  endpoint: v.optional(Endpoint),
+  description: v.optional(Description),
+  requires_authorization: v.optional(v.boolean("must be true or false")),
+  method_authorization: v.optional(v.string("must be a string")),
+  discovery_token: v.optional(DiscoveryToken),
+});
+export type UpdateServiceInput = v.InferOutput<typeof UpdateServiceInput>;
+
+const Health = {
+  status: v.picklist(["ok", "unreachable"]),
+  last_discovered_at: v.nullable(v.string()),
+  last_error: v.nullable(v.string()),
+  consecutive_failures: v.number(),
+};
+const ServiceRow = v.object({ service_name: v.string(), endpoint: v.string(), description: v.string(), ...v.partial(v.object(Health)).entries });
+const ServiceDetails = v.object({
+  service_name: v.string(),
+  endpoint: v.string(),
+  description: v.string(),
+  transport: v.picklist(["streamable_http", "sse"]),
+  requires_authorization: v.boolean(),
+  method_authorization: v.string(),
+  has_discovery_token: v.boolean(),
+  tools: v.number(),
+  ...Health,
+});
 const ToolRow = v.object({ id: v.number(), name: v.string(), description: v.string(), roles: v.array(v.string()) });
+const Diff = { added: v.array(v.string()), removed: v.array(v.string()), changed: v.array(v.string()) };
 
 /** Finds a service by name or throws not_found. */
 export async function findService(ctx: Ctx, name: string, action = "find service") {
@@ -57,11 +104,12 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
   const { services, tools } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
-  const found = await discoverService(input.endpoint, { timeoutMs: ctx.config.discoveryTimeoutMs, wantDescription: input.description === "" })
-    .catch((err) => {
-      throw err instanceof AppError ? new AppError(err.code, `Cannot ${action}: ${err.message}`) : err;
-    });
+  const token = input.discovery_token || null;
+  const found = await discover(ctx, input.endpoint, { wantDescription: input.description === "", headers: discoveryHeaders(input.method_authorization, token) }, action);
   const serviceId = sql`(select ${services.id} from ${services} where ${services.name} = ${input.service_name})`;
+  // Set here, not by the database: the discovery token is sealed for the name and this creation time.
+  const createdAt = new Date().toISOString();
+  const discoveryToken = token ? await sealDiscoveryToken(ctx, { name: input.service_name, createdAt }, token) : null;
   try {
     await atomic(ctx.db, (q) => [
       q.insert(services).values({
@@ -71,7 +119,10 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
         transport: found.transport,
         requiresAuthorization: input.requires_authorization,
         methodAuthorization: input.method_authorization,
-        lastDiscoveredAt: new Date().toISOString(),
+        discoveryToken,
+        lastDiscoveredAt: createdAt,
+        nextRefreshAt: nextRefreshAt(ctx),
+        createdAt,
       }),
       ...found.tools.map((t) => q.insert(tools).values({ serviceId, ...t })),
     ]);
@@ -84,7 +135,14 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
   return { tools: found.tools.length };
 }
 
-async function assertFree(ctx: Ctx, input: AddServiceInput, action: string): Promise<void> {
+// Discovery with the action named in its error ("Cannot add service "x": no MCP service answered ...").
+async function discover(ctx: Ctx, endpoint: string, options: { wantDescription: boolean; headers?: Record<string, string> }, action: string): Promise<Discovery> {
+  return discoverService(endpoint, { timeoutMs: ctx.config.discoveryTimeoutMs, ...options }).catch((err) => {
+    throw err instanceof AppError ? new AppError(err.code, `Cannot ${action}: ${err.message}`) : err;
+  });
+}
+
+async function assertFree(ctx: Ctx, input: { service_name: string; endpoint: string }, action: string): Promise<void> {
   const { services } = ctx.tables;
   const [taken] = await ctx.db.select({ name: services.name, endpoint: services.endpoint }).from(services)
     .where(or(eq(services.name, input.service_name), eq(services.endpoint, input.endpoint))).limit(1);
@@ -96,8 +154,123 @@ async function assertFree(ctx: Ctx, input: AddServiceInput, action: string): Pro
 /** All services, by name. */
 export async function listServices(ctx: Ctx) {
   const { services } = ctx.tables;
-  return ctx.db.select({ name: services.name, endpoint: services.endpoint, description: services.description, transport: services.transport })
-    .from(services).orderBy(asc(services.name));
+  return ctx.db.select({
+    name: services.name, endpoint: services.endpoint, description: services.description, transport: services.transport,
+    status: services.status, lastDiscoveredAt: services.lastDiscoveredAt, lastError: services.lastError, consecutiveFailures: services.consecutiveFailures,
+  }).from(services).orderBy(asc(services.name));
+}
+
+/** One service with its settings, health and number of tools (never its discovery token). */
+export async function getService(ctx: Ctx, input: ServiceNameInput): Promise<v.InferOutput<typeof ServiceDetails>> {
+  const { tools } = ctx.tables;
+  const s = await findService(ctx, input.service_name, "get service");
+  const [{ n }] = await ctx.db.select({ n: count() }).from(tools).where(eq(tools.serviceId, s.id));
+  return {
+    service_name: s.name,
+    endpoint: s.endpoint,
+    description: s.description,
+    transport: s.transport,
+    requires_authorization: s.requiresAuthorization,
+    method_authorization: s.methodAuthorization,
+    has_discovery_token: s.discoveryToken !== null,
+    tools: Number(n),
+    ...health(s),
+  };
+}
+
+function health(s: Pick<StoredService, "status" | "lastDiscoveredAt" | "lastError" | "consecutiveFailures">) {
+  return { status: s.status, last_discovered_at: s.lastDiscoveredAt, last_error: s.lastError, consecutive_failures: s.consecutiveFailures };
+}
+
+/** Discovers a service again now and applies the difference (added, removed, changed tools). */
+export async function refreshService(ctx: Ctx, input: ServiceNameInput): Promise<CatalogueDiff & { tools: number }> {
+  return refreshStoredService(ctx, await findService(ctx, input.service_name, "refresh service"));
+}
+
+// The settings update_service changes, in the order its answer names them.
+const UPDATABLE = ["endpoint", "description", "requires_authorization", "method_authorization", "discovery_token"];
+
+/**
+ * Changes a service's endpoint, description or authorization settings; tools, their ids and attachments
+ * stay. A new endpoint (or description "") is discovered first and must answer, else nothing is written.
+ * discovery_token "" removes the stored one; turning requires_authorization off removes it too.
+ */
+export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promise<CatalogueDiff & { updated: string[] }> {
+  const { services } = ctx.tables;
+  const action = `update service "${input.service_name}"`;
+  const { service_name: _, ...changes } = input;
+  if (Object.values(changes).every((x) => x === undefined)) {
+    throw new AppError("invalid_input", `Cannot ${action}: give at least one of endpoint, description, requires_authorization, method_authorization, discovery_token`);
+  }
+  const row = await findService(ctx, input.service_name, "update service");
+  const requires = input.requires_authorization ?? row.requiresAuthorization;
+  const method = requires ? (input.method_authorization ?? row.methodAuthorization) : "";
+  if (requires && method !== "Basic" && method !== "Bearer") throw new AppError("invalid_input", `Cannot ${action}: ${NEEDS_METHOD}`);
+  if (!requires && input.discovery_token) throw new AppError("invalid_input", `Cannot ${action}: ${TOKEN_NEEDS_AUTHORIZATION}`);
+  const endpoint = input.endpoint ?? row.endpoint;
+  const moving = endpoint !== row.endpoint;
+  if (moving) await assertEndpointFree(ctx, row.id, endpoint, action);
+  // A stored credential only goes to the origin it was given for (as fetch does on a redirect).
+  if (moving && requires && input.discovery_token === undefined && row.discoveryToken && new URL(endpoint).origin !== new URL(row.endpoint).origin) {
+    throw new AppError("invalid_input", `Cannot ${action}: the new endpoint is on another origin than the stored discovery_token was given for; give discovery_token again (or "" to remove it)`);
+  }
+
+  const rediscover = moving || input.description === "";
+  const set: Partial<StoredService> = { requiresAuthorization: requires, methodAuthorization: method };
+  const updated: string[] = [];
+  if (moving) {
+    set.endpoint = endpoint;
+    updated.push("endpoint");
+  }
+  if (input.description && input.description !== row.description) {
+    set.description = input.description;
+    updated.push("description");
+  }
+  if (requires !== row.requiresAuthorization) updated.push("requires_authorization");
+  if (method !== row.methodAuthorization) updated.push("method_authorization");
+  // The token to discover with: a given one, else the stored one (read only when a discovery needs it).
+  const given = requires && input.discovery_token !== undefined;
+  const token = !requires ? null : given ? input.discovery_token || null : rediscover ? await openDiscoveryToken(ctx, row, action) : null;
+  // "" removes the stored token; without authorization there is none.
+  if (given || !requires) {
+    set.discoveryToken = given && token ? await sealDiscoveryToken(ctx, row, token) : null;
+    if (set.discoveryToken !== null || row.discoveryToken !== null) updated.push("discovery_token");
+  }
+
+  let diff: CatalogueDiff = { added: [], removed: [], changed: [] };
+  try {
+    if (rediscover) {
+      const found = await discover(ctx, endpoint, { wantDescription: input.description === "", headers: discoveryHeaders(method, token) }, action);
+      if (input.description === "" && found.description !== row.description) {
+        set.description = found.description;
+        updated.push("description");
+      }
+      diff = await applyCatalogue(ctx, row.id, row.endpoint, found, set, action);
+    } else {
+      const written = await ctx.db.update(services).set(set).where(eq(services.id, row.id)).returning({ id: services.id });
+      if (written.length === 0) throw new AppError("not_found", `Cannot ${action}: no such service`);
+    }
+  } catch (err) {
+    // Another service may have taken the endpoint while this one was being discovered.
+    if (moving && isUniqueViolation(err)) await assertEndpointFree(ctx, row.id, endpoint, action);
+    throw err;
+  }
+  // The discovery token is not part of what agents see.
+  if (updated.some((f) => f !== "discovery_token") || hasChanges(diff)) notifyCatalogueChanged(ctx);
+  return { ...diff, updated: UPDATABLE.filter((f) => updated.includes(f)) };
+}
+
+async function assertEndpointFree(ctx: Ctx, serviceId: number, endpoint: string, action: string): Promise<void> {
+  const { services } = ctx.tables;
+  const [taken] = await ctx.db.select({ name: services.name }).from(services).where(and(eq(services.endpoint, endpoint), ne(services.id, serviceId))).limit(1);
+  if (taken) throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${endpoint}"`);
+}
+
+/** A diff as words: `added "a", "b"; removed "c"`, or "no tool changes". */
+function describeDiff(diff: CatalogueDiff): string {
+  const names = (list: string[]) => list.map((n) => `"${n}"`).join(", ");
+  const parts = (["added", "removed", "changed"] as const).filter((k) => diff[k].length > 0).map((k) => `${k} ${names(diff[k])}`);
+  return parts.length ? parts.join("; ") : "no tool changes";
 }
 
 /** A service's tools with the names of the roles attached to each. */
@@ -128,7 +301,9 @@ export const servicesTools = [
   defineTool({
     name: "add_service",
     title: "Add service",
-    description: "Register an MCP service: its tools are discovered and stored. method_authorization is Basic or Bearer when requires_authorization is true.",
+    description: "Register an MCP service: its tools are discovered and stored. method_authorization is Basic or Bearer when requires_authorization is true. " +
+      "discovery_token: a credential for a service that refuses to list its tools anonymously, sent as \"Authorization: <method_authorization> <token>\" " +
+      "when discovering and refreshing it; stored encrypted, never shown.",
     input: AddServiceInput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     async run(ctx, input) {
@@ -139,13 +314,29 @@ export const servicesTools = [
   defineTool({
     name: "list_services",
     title: "List services",
-    description: "List registered services with their endpoint and description.",
-    input: v.object({}),
+    description: "List registered services with their endpoint and description; with include_health, also each one's status (ok, unreachable), " +
+      "last successful discovery, last error and consecutive failures.",
+    input: ListServicesInput,
     output: v.object({ services: v.array(ServiceRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-    async run(ctx) {
-      const list = (await listServices(ctx)).map((s) => ({ service_name: s.name, endpoint: s.endpoint, description: s.description }));
+    async run(ctx, input) {
+      const list = (await listServices(ctx)).map((s) => ({
+        service_name: s.name, endpoint: s.endpoint, description: s.description, ...(input.include_health ? health(s) : {}),
+      }));
       return { text: JSON.stringify(list), data: { services: list } };
+    },
+  }),
+  defineTool({
+    name: "get_service",
+    title: "Get service",
+    description: "Show one service: endpoint, description, transport, authorization settings, number of tools, and its health " +
+      "(status ok or unreachable, last successful discovery, last error, consecutive failures).",
+    input: ServiceNameInput,
+    output: ServiceDetails,
+    annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    async run(ctx, input) {
+      const service = await getService(ctx, input);
+      return { text: JSON.stringify(service), data: service };
     },
   }),
   defineTool({
@@ -158,6 +349,39 @@ export const servicesTools = [
     async run(ctx, input) {
       const list = await getTools(ctx, input);
       return { text: JSON.stringify(list), data: { tools: list } };
+    },
+  }),
+  defineTool({
+    name: "refresh_service",
+    title: "Refresh service",
+    description: "Discover a service's tools again now and apply the difference: new tools are added, vanished ones removed with their role " +
+      "attachments, changed ones updated; the tools that remain keep their ids and attachments. A failure is recorded in the service's health and its tools are kept.",
+    input: ServiceNameInput,
+    output: v.object({ service_name: v.string(), tools: v.number(), ...Diff }),
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },
+    async run(ctx, input) {
+      const { tools, ...diff } = await refreshService(ctx, input);
+      return {
+        text: `Service "${input.service_name}" refreshed (${tools} tool${tools === 1 ? "" : "s"}): ${describeDiff(diff)}.`,
+        data: { service_name: input.service_name, tools, ...diff },
+      };
+    },
+  }),
+  defineTool({
+    name: "update_service",
+    title: "Update service",
+    description: "Change a service's endpoint, description or authorization settings without losing its tools, their ids or role attachments. " +
+      "A new endpoint is discovered first and must answer; description \"\" reads it from the service again; discovery_token \"\" removes the stored one.",
+    input: UpdateServiceInput,
+    output: v.object({ service_name: v.string(), updated: v.array(v.string()), ...Diff }),
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },
+    async run(ctx, input) {
+      const { updated, ...diff } = await updateService(ctx, input);
+      const what = updated.length ? updated.join(", ") : "nothing changed";
+      return {
+        text: `Service "${input.service_name}" updated (${what})${hasChanges(diff) ? `: ${describeDiff(diff)}` : ""}.`,
+        data: { service_name: input.service_name, updated, ...diff },
+      };
     },
   }),
   defineTool({

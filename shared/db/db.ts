@@ -63,16 +63,16 @@ type Atomic = [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
 /**
  * Runs the statements built by `build` all-or-nothing. On SQLite this is one batch: it runs on one
  * connection without yielding, so concurrent requests never interleave inside it. On PostgreSQL it is a
- * transaction, and `build` receives the transaction to build on.
+ * transaction, and `build` receives the transaction to build on. Returns each statement's result.
  */
-export async function atomic(db: Db, build: (q: Db) => Atomic): Promise<void> {
+export async function atomic(db: Db, build: (q: Db) => Atomic): Promise<unknown[]> {
   // Only libSQL's drizzle has batch; postgres-js runs the same statements in a transaction.
-  if ("batch" in db) {
-    await db.batch(build(db));
-    return;
-  }
-  await (db as unknown as { transaction(fn: (tx: Db) => Promise<void>): Promise<void> }).transaction(async (tx) => {
-    for (const statement of build(tx)) await statement;
+  // Either way the result of each statement comes back in order (rows for a statement with .returning()).
+  if ("batch" in db) return db.batch(build(db));
+  return (db as unknown as { transaction(fn: (tx: Db) => Promise<unknown[]>): Promise<unknown[]> }).transaction(async (tx) => {
+    const results: unknown[] = [];
+    for (const statement of build(tx)) results.push(await statement);
+    return results;
   });
 }
 

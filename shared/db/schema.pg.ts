@@ -20,6 +20,9 @@ export const services = pgTable("services", {
   lastDiscoveredAt: text("last_discovered_at"),
   lastError: text("last_error"),
   consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+  nextRefreshAt: text("next_refresh_at"),
+  refreshLeaseUntil: text("refresh_lease_until"),
+  catalogueVersion: text("catalogue_version").notNull().default(""),
   createdAt: now("created_at"),
 });
 

@@ -19,6 +19,11 @@ export const services = sqliteTable("services", {
   lastDiscoveredAt: text("last_discovered_at"),
   lastError: text("last_error"),
   consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+  // Background refresh: when the service is due, and until when an instance holds it (ISO times).
+  nextRefreshAt: text("next_refresh_at"),
+  refreshLeaseUntil: text("refresh_lease_until"),
+  // Changes with every write of the tool catalogue: a write applies only over the catalogue it was computed from.
+  catalogueVersion: text("catalogue_version").notNull().default(""),
   createdAt: now("created_at"),
 });
 

@@ -1,0 +1,273 @@
+/** Keeping the catalogue true: re-discovering stored services, applying the difference, health, background refresh. */
+import { and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, sql } from "drizzle-orm";
+import type { Ctx } from "../../shared/context.ts";
+import { atomic, type Tables } from "../../shared/db/db.ts";
+import { AppError } from "../../shared/errors.ts";
+import { notifyCatalogueChanged } from "../../shared/hook.ts";
+import { type Discovery, type DiscoveredTool, discoverService } from "../discovery/discovery.ts";
+
+export type StoredService = Tables["services"]["$inferSelect"];
+
+/** What a refresh changed: tool names added, removed, and changed (description, title, schemas, annotations). */
+export type CatalogueDiff = { added: string[]; removed: string[]; changed: string[] };
+
+/** Most discoveries one instance runs at once in the background. */
+const MAX_PARALLEL = 4;
+/** How long a claimed refresh may run past the discovery timeout before another instance may take it over. */
+const LEASE_MARGIN_MS = 30_000;
+const MAX_ATTEMPTS = 5;
+
+// The service row a discovery token is sealed for: its name and creation time (the row id is not known
+// before the row is written). A ciphertext copied to another service, or to a re-added one, does not open.
+function discoveryTokenAad(service: { name: string; createdAt: string }): string {
+  return `services.discovery_token\n${service.name}\n${service.createdAt}`;
+}
+
+/** Encrypts a discovery token for its service row. */
+export function sealDiscoveryToken(ctx: Ctx, service: { name: string; createdAt: string }, token: string): Promise<string> {
+  return ctx.vault.encrypt(token, discoveryTokenAad(service));
+}
+
+/** The stored discovery token of a service in plain text (null: none); unavailable when it cannot be decrypted. */
+export async function openDiscoveryToken(ctx: Ctx, service: StoredService, action: string): Promise<string | null> {
+  if (!service.discoveryToken) return null;
+  try {
+    return await ctx.vault.decrypt(service.discoveryToken, discoveryTokenAad(service));
+  } catch {
+    throw new AppError("unavailable", `Cannot ${action}: the stored discovery token cannot be decrypted; set it again with update_service (discovery_token)`);
+  }
+}
+
+/** The headers discovery sends: `Authorization: <method> <token>` when there is a token. */
+export function discoveryHeaders(method: string, token: string | null): Record<string, string> | undefined {
+  return token ? { authorization: `${method} ${token}` } : undefined;
+}
+
+/** True when a diff changed anything. */
+export function hasChanges(diff: CatalogueDiff): boolean {
+  return diff.added.length + diff.removed.length + diff.changed.length > 0;
+}
+
+/** The next background refresh time: one interval from now, give or take 10 % so services drift apart. */
+export function nextRefreshAt(ctx: Ctx, fromNow = ctx.config.refreshIntervalMs * (0.9 + 0.2 * Math.random())): string | null {
+  return ctx.config.refreshIntervalMs > 0 ? new Date(Date.now() + fromNow).toISOString() : null;
+}
+
+// JSON with object keys sorted: PostgreSQL's jsonb does not keep the key order a server sent.
+function canonical(value: unknown): string {
+  return JSON.stringify(value ?? null, (_key, v: unknown) => v && typeof v === "object" && !Array.isArray(v)
+    ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : v);
+}
+
+type StoredTool = Pick<DiscoveredTool, "name" | "title" | "description"> & { inputSchema: unknown; outputSchema: unknown; annotations: unknown };
+
+function sameTool(stored: StoredTool, found: DiscoveredTool): boolean {
+  return stored.title === found.title && stored.description === found.description &&
+    canonical(stored.inputSchema) === canonical(found.inputSchema) && canonical(stored.outputSchema) === canonical(found.outputSchema) &&
+    canonical(stored.annotations) === canonical(found.annotations);
+}
+
+/**
+ * Writes a discovered catalogue over a service's stored tools in one atomic unit: new tools inserted,
+ * vanished ones deleted (with their role attachments), changed ones updated; the tools that remain keep
+ * their ids and attachments. `set` holds further service columns to write with it. The difference is
+ * computed from the stored tools and applies only if they are still what was read (catalogue_version)
+ * and the service still has `endpoint`; otherwise it is read and computed again.
+ */
+export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: string, found: Discovery, set: Partial<StoredService>, action: string): Promise<CatalogueDiff> {
+  const { services, tools } = ctx.tables;
+  for (let attempt = 1; ; attempt++) {
+    if (attempt > MAX_ATTEMPTS) throw new AppError("conflict", `Cannot ${action}: the service keeps changing; try again`);
+    const [row] = await ctx.db.select({ endpoint: services.endpoint, version: services.catalogueVersion }).from(services).where(eq(services.id, serviceId)).limit(1);
+    if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
+    if (row.endpoint !== endpoint) throw new AppError("conflict", `Cannot ${action}: its endpoint was changed meanwhile; try again`);
+    const stored: StoredTool[] = await ctx.db.select({
+      name: tools.name, title: tools.title, description: tools.description, inputSchema: tools.inputSchema, outputSchema: tools.outputSchema, annotations: tools.annotations,
+    }).from(tools).where(eq(tools.serviceId, serviceId)).orderBy(asc(tools.id));
+    const byName = new Map(stored.map((t) => [t.name, t]));
+    const names = new Set(found.tools.map((t) => t.name));
+    const added = found.tools.filter((t) => !byName.has(t.name));
+    const changed = found.tools.filter((t) => byName.has(t.name) && !sameTool(byName.get(t.name)!, t));
+    const removed = stored.filter((t) => !names.has(t.name)).map((t) => t.name);
+    const diff = { added: added.map((t) => t.name), removed, changed: changed.map((t) => t.name) };
+    const healthy = { transport: found.transport, status: "ok" as const, lastDiscoveredAt: new Date().toISOString(), lastError: null, consecutiveFailures: 0 };
+
+    if (!hasChanges(diff)) {
+      // No tool to write: the catalogue version stays, so concurrent refreshes do not make each other retry.
+      const written = await ctx.db.update(services).set({ ...set, ...healthy })
+        .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint))).returning({ id: services.id });
+      if (written.length === 1) return diff;
+      continue;
+    }
+    const version = crypto.randomUUID();
+    // The service row is written first: on PostgreSQL its row lock orders concurrent writers, and every
+    // later statement acts only if this one did (the version it wrote is unique).
+    const mine = and(eq(services.id, serviceId), eq(services.catalogueVersion, version));
+    let results: unknown[];
+    try {
+      results = await atomic(ctx.db, (q) => {
+        const ours = exists(q.select({ one: sql`1` }).from(services).where(mine));
+        return [
+          q.update(services).set({ ...set, ...healthy, catalogueVersion: version })
+            .where(and(eq(services.id, serviceId), eq(services.catalogueVersion, row.version), eq(services.endpoint, endpoint))).returning({ id: services.id }),
+          ...(removed.length ? [q.delete(tools).where(and(eq(tools.serviceId, serviceId), inArray(tools.name, removed), ours))] : []),
+          ...changed.map(({ name, ...fields }) => q.update(tools).set(fields).where(and(eq(tools.serviceId, serviceId), eq(tools.name, name), ours))),
+          // Without our version the subquery is NULL and the NOT NULL service_id fails the whole unit.
+          ...added.map((t) => q.insert(tools).values({ ...t, serviceId: sql`(select ${services.id} from ${services} where ${mine})` })),
+        ];
+      });
+    } catch (err) {
+      const [now] = await ctx.db.select({ version: services.catalogueVersion }).from(services).where(eq(services.id, serviceId)).limit(1);
+      if (!now) throw new AppError("not_found", `Cannot ${action}: no such service`);
+      if (now.version === row.version) throw err;
+      continue;
+    }
+    if ((results[0] as unknown[]).length === 1) return diff;
+    // Otherwise another writer came first: the difference is computed again over what it wrote.
+  }
+}
+
+/** Records a failed discovery of a service at `endpoint`: unreachable, the error, one more failure; tools stay. */
+export async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, error: string): Promise<void> {
+  const { services } = ctx.tables;
+  await ctx.db.update(services).set({ status: "unreachable", lastError: error, consecutiveFailures: sql`${services.consecutiveFailures} + 1` })
+    .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint)));
+}
+
+/**
+ * Discovers a stored service again with its discovery token and applies the difference. A failed
+ * discovery is recorded (health) and thrown; the tools stay. Calls the reread hook when something changed.
+ */
+export async function refreshStoredService(ctx: Ctx, service: StoredService, signal?: AbortSignal): Promise<CatalogueDiff & { tools: number }> {
+  const action = `refresh service "${service.name}"`;
+  let found: Discovery;
+  try {
+    const token = await openDiscoveryToken(ctx, service, action);
+    found = await discoverService(service.endpoint, {
+      timeoutMs: ctx.config.discoveryTimeoutMs, wantDescription: false, headers: discoveryHeaders(service.methodAuthorization, token), signal,
+    });
+  } catch (err) {
+    if (!(err instanceof AppError) || signal?.aborted) throw err;
+    const reason = err.message.startsWith(`Cannot ${action}: `) ? err.message.slice(`Cannot ${action}: `.length) : err.message;
+    await recordFailure(ctx, service.id, service.endpoint, reason);
+    throw new AppError(err.code, `Cannot ${action}: ${reason}`);
+  }
+  const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, {}, action);
+  if (hasChanges(diff)) notifyCatalogueChanged(ctx);
+  return { ...diff, tools: found.tools.length };
+}
+
+/**
+ * Start-up check of the stored discovery tokens against the vault, as for user tokens: tokens under
+ * REGISTRY_SECRET_PREVIOUS are re-encrypted with the current key; a token under an unknown key stops start-up.
+ */
+export async function reencryptDiscoveryTokens(ctx: Ctx): Promise<{ reencrypted: number }> {
+  const { services } = ctx.tables;
+  const rows = await ctx.db.select().from(services)
+    .where(and(isNotNull(services.discoveryToken), notLike(services.discoveryToken, `${ctx.vault.currentPrefix}%`)));
+  const unknown = rows.filter((r) => ctx.vault.keyOf(r.discoveryToken!) === "unknown").length;
+  if (unknown > 0) {
+    const what = `${unknown} stored discovery token${unknown === 1 ? " was" : "s were"} encrypted with another key than ${ctx.vault.source}`;
+    throw new Error(ctx.config.secret
+      ? `${what}${ctx.config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
+        "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one"
+      : `${what}: restore the original key file, or set REGISTRY_SECRET to the key they were stored with`);
+  }
+  let reencrypted = 0;
+  for (const r of rows) {
+    let token: string;
+    try {
+      token = await ctx.vault.decrypt(r.discoveryToken!, discoveryTokenAad(r));
+    } catch {
+      // Altered or moved: left as is; refreshing the service reports it.
+      ctx.log.warn("Stored discovery token cannot be decrypted for its service; left as is", { service_name: r.name });
+      continue;
+    }
+    const sealed = await sealDiscoveryToken(ctx, r, token);
+    // Only if unchanged meanwhile (another instance may rotate, or an operator set a new token).
+    await ctx.db.update(services).set({ discoveryToken: sealed }).where(and(eq(services.id, r.id), eq(services.discoveryToken, r.discoveryToken!)));
+    reencrypted++;
+  }
+  if (reencrypted > 0) ctx.log.info(`Re-encrypted ${reencrypted} stored discovery token${reencrypted === 1 ? "" : "s"} with the current key`);
+  return { reencrypted };
+}
+
+/**
+ * Starts refreshing every service in the background, each about every REGISTRY_REFRESH_INTERVAL
+ * (nothing when it is 0). Instances sharing a database claim a due service with a conditional UPDATE
+ * (next_refresh_at, refresh_lease_until), so one service is refreshed by one instance at a time.
+ * stop() cancels discoveries under way and waits for them.
+ */
+export function startRefresher(ctx: Ctx): { stop(): Promise<void> } {
+  const interval = ctx.config.refreshIntervalMs;
+  if (interval === 0) return { stop: async () => {} };
+  const stopping = new AbortController();
+  const running = new Map<number, Promise<void>>();
+  const tickMs = Math.min(5000, Math.max(50, interval / 10));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let ticking: Promise<void> = Promise.resolve();
+  const loop = () => {
+    ticking = claimDue(ctx, running, stopping.signal)
+      .catch((err) => ctx.log.error("Background refresh failed", { reason: String((err as Error)?.message ?? err) }))
+      .finally(() => {
+        if (!stopping.signal.aborted) timer = setTimeout(loop, tickMs);
+      });
+  };
+  timer = setTimeout(loop, tickMs);
+  return {
+    async stop() {
+      stopping.abort();
+      clearTimeout(timer);
+      await ticking;
+      await Promise.allSettled(running.values());
+    },
+  };
+}
+
+// One round: schedule services that have no time yet, then claim due ones up to MAX_PARALLEL running.
+async function claimDue(ctx: Ctx, running: Map<number, Promise<void>>, signal: AbortSignal): Promise<void> {
+  const { services } = ctx.tables;
+  // A service added while refresh was off (or imported) gets a random time within one interval,
+  // so a catalogue of many services is not discovered all at once.
+  const unscheduled = await ctx.db.select({ id: services.id }).from(services).where(isNull(services.nextRefreshAt)).limit(100);
+  for (const { id } of unscheduled) {
+    await ctx.db.update(services).set({ nextRefreshAt: nextRefreshAt(ctx, ctx.config.refreshIntervalMs * Math.random()) })
+      .where(and(eq(services.id, id), isNull(services.nextRefreshAt)));
+  }
+  if (running.size >= MAX_PARALLEL || signal.aborted) return;
+  const now = new Date().toISOString();
+  const free = or(isNull(services.refreshLeaseUntil), lt(services.refreshLeaseUntil, now));
+  const due = await ctx.db.select({ id: services.id }).from(services).where(and(lte(services.nextRefreshAt, now), free))
+    .orderBy(asc(services.nextRefreshAt)).limit(MAX_PARALLEL + running.size);
+  for (const { id } of due) {
+    if (running.size >= MAX_PARALLEL || signal.aborted) break;
+    if (running.has(id)) continue;
+    const lease = new Date(Date.now() + ctx.config.discoveryTimeoutMs + LEASE_MARGIN_MS).toISOString();
+    // Only one instance can win this update: the row must still be due and free when it is written.
+    const [claimed] = await ctx.db.update(services).set({ refreshLeaseUntil: lease, nextRefreshAt: nextRefreshAt(ctx) })
+      .where(and(eq(services.id, id), lte(services.nextRefreshAt, now), free)).returning();
+    if (!claimed) continue;
+    running.set(id, runClaimed(ctx, claimed, lease, signal).finally(() => running.delete(id)));
+  }
+}
+
+async function runClaimed(ctx: Ctx, service: StoredService, lease: string, signal: AbortSignal): Promise<void> {
+  const { services } = ctx.tables;
+  try {
+    await refreshStoredService(ctx, service, signal);
+    if (service.status !== "ok") ctx.log.info(`Service "${service.name}" is reachable again`);
+  } catch (err) {
+    if (signal.aborted) return;
+    if (err instanceof AppError && err.code === "unavailable") {
+      if (service.status === "ok") ctx.log.warn(`Service "${service.name}" is unreachable`, { reason: err.message });
+    } else if (!(err instanceof AppError)) {
+      ctx.log.error(`Background refresh of service "${service.name}" failed`, { reason: String((err as Error)?.message ?? err) });
+    }
+    // not_found or conflict: the service was removed or moved meanwhile; its next refresh sees the new state.
+  } finally {
+    // Free the service for its next refresh, which may be due before the lease would end.
+    await ctx.db.update(services).set({ refreshLeaseUntil: null }).where(and(eq(services.id, service.id), eq(services.refreshLeaseUntil, lease)))
+      .catch((err) => ctx.log.error("Cannot release a refresh lease", { service_name: service.name, reason: String((err as Error)?.message ?? err) }));
+  }
+}
