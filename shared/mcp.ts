@@ -6,7 +6,7 @@ import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type { Context } from "hono";
 import type * as v from "valibot";
-import { type Caller, mayCall } from "./access.ts";
+import { type Caller, mayCall, type Principal } from "./access.ts";
 import { auditTarget, recordAudit } from "./audit.ts";
 import type { Ctx } from "./context.ts";
 import { AppError, toToolError } from "./errors.ts";
@@ -62,20 +62,21 @@ export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Ca
 
 /** A low-level SDK Server exposing `tools` to `caller` (the same server serves HTTP and stdio). */
 export function createMcpServer(ctx: Ctx, tools: ToolDef[], caller: Caller, validator = new AjvJsonSchemaValidator()): Server {
-  const byName = new Map(tools.map((t) => [t.name, t]));
-  const listing = listTools(tools);
-  const server = new Server(SERVER_INFO, { capabilities: { tools: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: validator });
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listing.filter((t) => mayCall(caller, `tool ${t.name}`)) }));
+  const { byName, visible } = catalogue(tools);
+  // logging: clients may set a level (the SDK answers logging/setLevel); the registry's own logs go to stderr.
+  const server = new Server(SERVER_INFO, { capabilities: { tools: {}, logging: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: validator });
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible[caller.principal] }));
   server.setRequestHandler(CallToolRequestSchema, (req) => callTool(ctx, byName, caller, req.params.name, req.params.arguments));
   return server;
 }
 
-const listings = new WeakMap<ToolDef[], ListedTool[]>();
-// JSON Schemas are computed once per tool list, not per request.
-function listTools(tools: ToolDef[]): ListedTool[] {
-  let listing = listings.get(tools);
-  if (!listing) {
-    listing = tools.map((t) => ({
+type Catalogue = { byName: Map<string, ToolDef>; visible: Record<Principal, ListedTool[]> };
+const catalogues = new WeakMap<ToolDef[], Catalogue>();
+// The tool map, the JSON Schemas and what each principal may see: computed once per tool list, not per request.
+function catalogue(tools: ToolDef[]): Catalogue {
+  let found = catalogues.get(tools);
+  if (!found) {
+    const listing: ListedTool[] = tools.map((t) => ({
       name: t.name,
       title: t.title,
       description: t.description,
@@ -83,9 +84,11 @@ function listTools(tools: ToolDef[]): ListedTool[] {
       ...(t.output ? { outputSchema: jsonSchema(t.output) } : {}),
       annotations: { title: t.title, ...t.annotations },
     }));
-    listings.set(tools, listing);
+    const seenBy = (principal: Principal) => listing.filter((t) => mayCall({ principal, label: principal }, `tool ${t.name}`));
+    found = { byName: new Map(tools.map((t) => [t.name, t])), visible: { anonymous: seenBy("anonymous"), agent: seenBy("agent"), admin: seenBy("admin") } };
+    catalogues.set(tools, found);
   }
-  return listing;
+  return found;
 }
 
 /**
@@ -102,7 +105,13 @@ export function mcpHandler(tools: ToolDef[]): (c: Context<AppEnv>) => Promise<Re
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     await server.connect(transport);
     try {
-      return await transport.handleRequest(c.req.raw);
+      // The body is read here, directly (@hono/node-server), and handed over parsed: the transport would
+      // read it as a stream of a whole new Request. Not JSON: the transport reports the parse error itself.
+      let parsedBody: unknown;
+      try {
+        parsedBody = JSON.parse(await c.req.text());
+      } catch { /* left to the transport */ }
+      return await transport.handleRequest(c.req.raw, { parsedBody });
     } finally {
       void server.close();
     }

@@ -1,0 +1,43 @@
+/** Entry point for desktop MCP clients: the registry's tools over stdin/stdout on the configured database, no HTTP. */
+import process from "node:process";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { allTools, openContext } from "./registry.ts";
+import { ConfigError, loadConfig, readDotEnv } from "./shared/config.ts";
+import { createLog } from "./shared/log.ts";
+import { createMcpServer } from "./shared/mcp.ts";
+
+// stdout carries protocol messages only: whatever a library prints with console.log goes to stderr instead.
+console.log = console.info = console.debug = console.error;
+
+const log = createLog();
+try {
+  readDotEnv(".env", process.env);
+  const config = loadConfig(process.env);
+  const { ctx, close } = await openContext(config, log);
+  // The client started this process on the operator's machine: it is the local administrator.
+  const server = createMcpServer(ctx, allTools, { principal: "admin", label: "stdio" });
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      await server.close().catch(() => {});
+      await close();
+      log.info("MCP Registry on stdio stopped");
+      process.exit(0);
+    })();
+    return stopping;
+  };
+  process.stdin.once("end", stop);
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  await server.connect(new StdioServerTransport());
+  log.info(`MCP Registry serving MCP on stdio, database ${redact(config.databaseUrl)}`);
+} catch (err) {
+  // A bad setting is one clear line on stderr, not a stack trace.
+  log.error(err instanceof ConfigError ? err.message : `Cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
+
+// Remote database URLs may carry credentials; show the scheme and host only (as main.ts does).
+function redact(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, "//***@").replace(/([?&](authToken|password)=)[^&]*/gi, "$1***");
+}
