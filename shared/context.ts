@@ -15,7 +15,31 @@ export type Ctx = {
   vault: Vault;
   /** Work that outlives a request (hooks); awaited on shutdown. */
   background: Set<Promise<unknown>>;
+  /** Per-registry values built on first use (prepared statements, the audit queue): see perRegistry. */
+  once?: Map<string, unknown>;
 };
+
+/** This registry's value named `name`, built by `build` on first use (e.g. a statement prepared once). */
+export function perRegistry<T>(ctx: Ctx, name: string, build: () => T): T {
+  const values = (ctx.once ??= new Map<string, unknown>());
+  if (!values.has(name)) values.set(name, build());
+  return values.get(name) as T;
+}
+
+/** A query prepared once per registry; `name` also names the statement (PostgreSQL's drizzle wants one). */
+export function prepareOnce<P>(ctx: Ctx, name: string, build: () => { prepare(): P }): P {
+  return perRegistry(ctx, `prepared ${name}`, () => {
+    const query = build();
+    return (query.prepare as (name: string) => P).call(query, name);
+  });
+}
+
+/** The first row of a prepared query: SQLite reads just that one (get), PostgreSQL takes the first row. */
+export async function firstRow<R>(query: { execute(values: Record<string, unknown>): Promise<R[]> }, values: Record<string, unknown>): Promise<R | undefined> {
+  // Only SQLite's prepared queries have get; it skips the row iterator, which costs more than the lookup.
+  const get = (query as { get?(values: Record<string, unknown>): Promise<R | undefined> }).get;
+  return get ? get.call(query, values) : (await query.execute(values))[0];
+}
 
 /** Runs `work` in the background, logging (never throwing) its failure and remembering it until it ends. */
 export function inBackground(ctx: Ctx, what: string, work: () => Promise<unknown>): void {

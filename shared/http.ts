@@ -18,8 +18,7 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  * send a body even on GET), then validated with `schema`.
  */
 export async function readInput<S extends v.GenericSchema>(c: Context<AppEnv>, schema: S, action: string): Promise<v.InferOutput<S>> {
-  await recoverGetBody(c, action);
-  const text = await c.req.text();
+  const text = await bodyText(c, action);
   let body: unknown = {};
   if (text.trim() !== "") {
     try {
@@ -32,6 +31,15 @@ export async function readInput<S extends v.GenericSchema>(c: Context<AppEnv>, s
     }
   }
   return validate(schema, { ...c.req.query(), ...(body as object) }, action);
+}
+
+// The request body as text. A GET without a declared body has none: it is not read, because on
+// @hono/node-server reading it builds a whole Request (the cost of a /token call, measured in bench/).
+async function bodyText(c: Context<AppEnv>, action: string): Promise<string> {
+  if (c.req.method !== "GET" && c.req.method !== "HEAD") return c.req.text();
+  if (c.req.header("content-length") === undefined && c.req.header("transfer-encoding") === undefined) return "";
+  await recoverGetBody(c, action);
+  return c.req.text();
 }
 
 // GET /token with a JSON body (old agents): runtimes drop a GET body from the Request, so read it from
@@ -102,12 +110,24 @@ function rejectForeignHost(host: string | undefined, origin: string | undefined)
   }
 }
 
+// Connection: close, because the unread rest of the body makes the connection unusable for a next request.
+const payloadTooLarge = (c: Context<AppEnv>) =>
+  c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413, { Connection: "close" });
+// Counts the bytes of a body sent without a length (chunked).
+const limitStreamedBody: MiddlewareHandler<AppEnv> = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: payloadTooLarge });
+
 /** Body size limit answering 413 with the JSON error body. */
-export const limitBody: MiddlewareHandler<AppEnv> = bodyLimit({
-  maxSize: MAX_BODY_BYTES,
-  // Connection: close, because the unread rest of the body makes the connection unusable for a next request.
-  onError: (c) => c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413, { Connection: "close" }),
-});
+export const limitBody: MiddlewareHandler<AppEnv> = (c, next) => {
+  // A GET or HEAD reaches the routes without a body (recoverGetBody limits an old agent's GET body itself).
+  if (c.req.method === "GET" || c.req.method === "HEAD") return next();
+  // A declared length is checked without touching the body, which keeps @hono/node-server's direct body
+  // read; hono's bodyLimit would build a whole Request first.
+  const length = c.req.header("content-length");
+  if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
+    return Number.parseInt(length, 10) > MAX_BODY_BYTES ? Promise.resolve(payloadTooLarge(c)) : next();
+  }
+  return limitStreamedBody(c, next);
+};
 
 /** Maps any error to its JSON error body; internal errors are logged with the request id only. */
 export function onHttpError(err: Error, c: Context<AppEnv>): Response {

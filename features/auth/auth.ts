@@ -3,7 +3,7 @@ import { and, eq, notLike, sql } from "drizzle-orm";
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
 import { auditTarget, recordAudit } from "../../shared/audit.ts";
-import type { Ctx } from "../../shared/context.ts";
+import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { atomic } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
@@ -93,15 +93,8 @@ export async function revokeUserToken(ctx: Ctx, input: UserServiceInput): Promis
 
 /** The credential an agent sends to a service for a user, in one query; token_missing when there is none. */
 export async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<TokenAnswer> {
-  const { services, users, userTokens } = ctx.tables;
   const action = `read the token of user "${input.user_id}" for service "${input.service_name}"`;
-  const [row] = await ctx.db
-    .select({ serviceId: services.id, required: services.requiresAuthorization, method: services.methodAuthorization, ciphertext: userTokens.ciphertext })
-    .from(services)
-    .leftJoin(users, eq(users.userId, input.user_id))
-    .leftJoin(userTokens, and(eq(userTokens.serviceId, services.id), eq(userTokens.userId, users.id)))
-    .where(eq(services.name, input.service_name))
-    .limit(1);
+  const row = await firstRow(tokenQuery(ctx), { serviceName: input.service_name, userId: input.user_id });
   if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
   if (!row.required) return { status: "Ok" };
   if (!row.ciphertext) throw new AppError("token_missing", `Cannot ${action}: no token is stored; ask the user for it and call authorize_user_to_service`);
@@ -113,6 +106,20 @@ export async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<
     ctx.log.warn("Stored token cannot be decrypted for its row", { service_name: input.service_name, user_id: input.user_id });
     throw new AppError("token_missing", `Cannot ${action}: the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service`);
   }
+}
+
+// The /token query, prepared once per registry (building it costs more than running it).
+function tokenQuery(ctx: Ctx) {
+  return prepareOnce(ctx, "read_user_token", () => {
+    const { services, users, userTokens } = ctx.tables;
+    return ctx.db
+      .select({ serviceId: services.id, required: services.requiresAuthorization, method: services.methodAuthorization, ciphertext: userTokens.ciphertext })
+      .from(services)
+      .leftJoin(users, eq(users.userId, sql.placeholder("userId")))
+      .leftJoin(userTokens, and(eq(userTokens.serviceId, services.id), eq(userTokens.userId, users.id)))
+      .where(eq(services.name, sql.placeholder("serviceName")))
+      .limit(1);
+  });
 }
 
 /**

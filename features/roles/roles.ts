@@ -1,8 +1,8 @@
 /** Roles: create and remove roles, their system prompts, and which tools each role may use. */
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import type { Ctx } from "../../shared/context.ts";
+import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { isUniqueViolation } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
@@ -124,21 +124,26 @@ export async function detachRoleFromTool(ctx: Ctx, input: ToolRoleInput): Promis
 
 /** The tools explicitly attached to a role (none for an unknown role), by service name then tool id. */
 export async function toolsForRole(ctx: Ctx, input: ToolsForRoleInput) {
-  const { roles, tools, toolRoles, services } = ctx.tables;
-  return ctx.db.select({ id: tools.id, name: tools.name, description: tools.description, service_name: services.name })
-    .from(toolRoles)
-    .innerJoin(roles, eq(roles.id, toolRoles.roleId))
-    .innerJoin(tools, eq(tools.id, toolRoles.toolId))
-    .innerJoin(services, eq(services.id, tools.serviceId))
-    .where(eq(roles.name, input.role))
-    .orderBy(asc(services.name), asc(tools.id));
+  // Agents ask before each message: a statement prepared once per registry.
+  return prepareOnce(ctx, "tools_for_role", () => {
+    const { roles, tools, toolRoles, services } = ctx.tables;
+    return ctx.db.select({ id: tools.id, name: tools.name, description: tools.description, service_name: services.name })
+      .from(toolRoles)
+      .innerJoin(roles, eq(roles.id, toolRoles.roleId))
+      .innerJoin(tools, eq(tools.id, toolRoles.toolId))
+      .innerJoin(services, eq(services.id, tools.serviceId))
+      .where(eq(roles.name, sql.placeholder("role")))
+      .orderBy(asc(services.name), asc(tools.id));
+  }).execute({ role: input.role });
 }
 
 /** A role's default system prompt; "" for no role or an unknown one. */
 export async function systemPromptForRole(ctx: Ctx, input: PromptForRoleInput): Promise<string> {
-  const { roles } = ctx.tables;
   if (input.role === "") return "";
-  const [row] = await ctx.db.select({ prompt: roles.defaultSystemPrompt }).from(roles).where(eq(roles.name, input.role)).limit(1);
+  const row = await firstRow(prepareOnce(ctx, "system_prompt_for_role", () => {
+    const { roles } = ctx.tables;
+    return ctx.db.select({ prompt: roles.defaultSystemPrompt }).from(roles).where(eq(roles.name, sql.placeholder("role"))).limit(1);
+  }), { role: input.role });
   return row?.prompt ?? "";
 }
 

@@ -3,7 +3,7 @@ import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
 import { auditTarget, recordAudit } from "../../shared/audit.ts";
-import type { Ctx } from "../../shared/context.ts";
+import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
@@ -73,16 +73,19 @@ export async function listUsers(ctx: Ctx): Promise<{ user_id: string; role: stri
 
 /** A user's role ("" for none); an unknown user is recorded without a role. `created` tells which. */
 export async function roleForUser(ctx: Ctx, input: UserIdInput): Promise<{ role: string; created: boolean }> {
-  const { users, roles } = ctx.tables;
-  // The usual case, a known user, is one read.
-  const read = () => ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId))
-    .where(eq(users.userId, input.user_id)).limit(1);
-  const [known] = await read();
+  const { users } = ctx.tables;
+  // The usual case, a known user, is one read, of a statement prepared once per registry.
+  const read = () => firstRow(prepareOnce(ctx, "role_for_user", () => {
+    const { roles } = ctx.tables;
+    return ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId))
+      .where(eq(users.userId, sql.placeholder("userId"))).limit(1);
+  }), { userId: input.user_id });
+  const known = await read();
   if (known) return { role: known.role ?? "", created: false };
   const inserted = await ctx.db.insert(users).values({ userId: input.user_id }).onConflictDoNothing().returning({ id: users.id });
   if (inserted.length > 0) return { role: "", created: true };
   // Another request recorded the user in between (possibly with a role).
-  const [raced] = await read();
+  const raced = await read();
   return { role: raced?.role ?? "", created: false };
 }
 

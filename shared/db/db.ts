@@ -32,13 +32,62 @@ export async function openStore(url: string): Promise<Store> {
 }
 
 async function openSqlite(url: string): Promise<Store> {
+  if (url === ":memory:" || url.startsWith("file:")) return openLocalSqlite(url);
+  // A remote libSQL server (libsql://, http(s)://).
   const client = createClient({ url });
-  if (url.startsWith("file:")) await client.execute("PRAGMA journal_mode=WAL");
-  // libSQL turns foreign keys on for every connection it opens; make sure of it on this one.
   await client.execute("PRAGMA foreign_keys=ON");
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: `${MIGRATIONS}/sqlite` });
   return { db, tables: schema, engine: "sqlite", close: async () => client.close() };
+}
+
+type NativeStatement = { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[]; get(...params: unknown[]): unknown; raw(on: boolean): NativeStatement };
+type NativeDb = { prepare(text: string): NativeStatement; exec(text: string): void; transaction<T>(fn: () => T): () => T; close(): void };
+
+// A local file (or :memory:) on one connection of `libsql` (the engine under @libsql/client), each
+// statement prepared once per SQL text: @libsql/client prepares it again on every call, which was most of
+// the cost of a hot path (bench/, docs/performance.md). Statements run synchronously, as they did there.
+// No db.transaction() here: on one connection, concurrent requests' statements would run inside it; use atomic().
+async function openLocalSqlite(url: string): Promise<Store> {
+  const { default: Database } = await import("libsql") as unknown as { default: new (path: string) => NativeDb };
+  // file:/abs, file:///abs and file:relative, without query options (as keyFilePath reads them).
+  const native = new Database(url === ":memory:" ? url : url.slice("file:".length).split("?")[0].replace(/^\/\/(?=\/)/, ""));
+  if (url !== ":memory:") native.exec("PRAGMA journal_mode=WAL");
+  native.exec("PRAGMA foreign_keys=ON");
+  const statements = new Map<string, NativeStatement>();
+  const run = (text: string, params: unknown[], method: "run" | "all" | "values" | "get") => {
+    let statement = statements.get(text);
+    if (!statement) {
+      // Bounded: a multi-row insert has a text per row count.
+      if (statements.size >= 500) statements.clear();
+      statement = native.prepare(text);
+      statements.set(text, statement);
+    }
+    if (method === "run") {
+      statement.run(...params);
+      return { rows: [] };
+    }
+    // drizzle maps rows given as arrays of column values.
+    return { rows: method === "get" ? statement.raw(true).get(...params) as unknown[] : statement.raw(true).all(...params) };
+  };
+  const { drizzle: drizzleProxy } = await import("drizzle-orm/sqlite-proxy");
+  const { migrate: migrateProxy } = await import("drizzle-orm/sqlite-proxy/migrator");
+  const db = drizzleProxy(
+    async (text, params, method) => run(text, params, method),
+    // A batch is one transaction, run without yielding (see atomic).
+    async (queries) => native.transaction(() => queries.map((q) => run(q.sql, q.params, q.method)))(),
+    { schema },
+  );
+  await migrateProxy(db, async (queries) => {
+    // As libSQL's migrator: foreign keys off while tables are rebuilt.
+    native.exec("PRAGMA foreign_keys=OFF");
+    try {
+      native.transaction(() => queries.forEach((q) => native.exec(q)))();
+    } finally {
+      native.exec("PRAGMA foreign_keys=ON");
+    }
+  }, { migrationsFolder: `${MIGRATIONS}/sqlite` });
+  return { db: db as unknown as Db, tables: schema, engine: "sqlite", close: async () => native.close() };
 }
 
 async function openPostgres(url: string): Promise<Store> {

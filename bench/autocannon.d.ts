@@ -1,0 +1,18 @@
+/** The part of autocannon's API the benchmark uses (the package ships no types). */
+declare module "autocannon" {
+  type Request = { method?: string; path?: string; headers?: Record<string, string>; body?: string };
+  type Options = {
+    url: string;
+    connections?: number;
+    duration?: number;
+    timeout?: number;
+    sampleInt?: number;
+    method?: string;
+    headers?: Record<string, string>;
+    requests?: { setupRequest?: (req: Request, context: Record<string, unknown>) => Request }[];
+  };
+  type Histogram = { average: number; mean: number; total: number; p50: number; p99: number; max: number };
+  type Result = { requests: Histogram; latency: Histogram; duration: number; errors: number; timeouts: number; non2xx: number };
+  /** Runs a load and resolves with its statistics. */
+  export default function autocannon(options: Options): Promise<Result>;
+}

@@ -1,0 +1,45 @@
+/**
+ * The baselines the registry is measured against, served like the registry (Hono on @hono/node-server,
+ * same runtime, own process): GET /json, a bare Hono route answering a small JSON body; POST /mcp, a bare
+ * SDK stateless MCP server (low-level Server + WebStandardStreamableHTTPServerTransport, one trivial tool).
+ * Prints "baseline listening on <port>" once it accepts connections.
+ */
+import process from "node:process";
+import { serve } from "@hono/node-server";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
+import { Hono } from "hono";
+
+const ECHO = {
+  name: "echo",
+  description: "Echoes its text.",
+  inputSchema: { type: "object" as const, properties: { text: { type: "string" } }, required: ["text"] },
+};
+
+// The smallest honest version of each thing the registry does.
+function baselineApp(): Hono {
+  const app = new Hono();
+  app.get("/json", (c) => c.json({ status: "healthy", service: "mcp-server" }));
+  // The same best practices the registry uses (DESIGN.md section 2): one shared validator, JSON responses.
+  const validator = new AjvJsonSchemaValidator();
+  app.post("/mcp", async (c) => {
+    const server = new Server({ name: "baseline", version: "1.0.0" }, { capabilities: { tools: {} }, jsonSchemaValidator: validator });
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [ECHO] }));
+    server.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: "text", text: String(req.params.arguments?.text ?? "") }] }));
+    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    await server.connect(transport);
+    try {
+      return await transport.handleRequest(c.req.raw);
+    } finally {
+      void server.close();
+    }
+  });
+  return app;
+}
+
+const server = serve({ fetch: baselineApp().fetch, hostname: "127.0.0.1", port: 0 }, (info) => {
+  console.error(`baseline listening on ${info.port}`);
+});
+process.once("SIGTERM", () => server.close(() => process.exit(0)));

@@ -1,0 +1,572 @@
+/**
+ * `npm run bench` / `deno task bench`: the registry under load, against baselines measured in the same run.
+ *
+ * The registry and the baselines each run in their own process, on the runtime running this script
+ * (Node with tsx, or Deno), served by @hono/node-server; autocannon drives them from this process, on
+ * 127.0.0.1 only, with bounded connections and duration. Prints a table with PASS/MISS per target and
+ * writes the results as JSON. Options: --quick, --out <file> (or BENCH_OUT), --duration <s>,
+ * --connections <n>, --iterations <n>, --database <postgres://...> (a temporary database on that server).
+ */
+import { Buffer } from "node:buffer";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import autocannon from "autocannon";
+import { openContext } from "../registry.ts";
+import { loadConfig } from "../shared/config.ts";
+import { createLog } from "../shared/log.ts";
+import { type Fixture, seed, SHAPE } from "./seed.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const DENO = Boolean(process.versions.deno);
+const DENO_FLAGS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-ffi", "--allow-sys"];
+const ADMIN = "bench-admin-key-0123456789abcdef";
+const AGENT = "bench-agent-key-0123456789abcdef";
+const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18" };
+
+/** One row of the results: a load scenario (req/s, latency) or a sequential one (mean time per iteration). */
+export type ScenarioResult = {
+  name: string;
+  kind: "load" | "sequential";
+  /** The scenario this one's ratio is taken against (itself for a baseline). */
+  vs: string;
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** load: req/s over the baseline's req/s (higher is better); sequential: mean time over the baseline's (lower is better). */
+  ratio: number;
+  meanMs?: number;
+  requests?: number;
+  /** CPU time of the server process during the run, in % of one core; and of the load generator (this process). */
+  serverCpu?: number | null;
+  /** Server CPU time per request, in microseconds. */
+  cpuUsPerReq?: number | null;
+  /** The baseline's server CPU per request over this one's: the ratio a saturated load generator cannot blur. */
+  cpuRatio?: number | null;
+  /** CPU used meanwhile by the rest of the machine (other processes), in % of one core: the run's noise. */
+  otherCpu?: number | null;
+  /** req/s of each run, when the scenario ran more than once (the baselines, before and after the rest). */
+  runs?: number[];
+  generatorCpu?: number;
+};
+
+type Target = { name: string; scenario: string; want: string; value: number | null; pass: boolean };
+
+type Load = {
+  name: string;
+  server: "registry" | "baseline";
+  vs: string;
+  method: "GET" | "POST";
+  headers: Record<string, string>;
+  /** The i-th request (cycled by the caller): path and body. */
+  request(i: number): { path: string; body?: string };
+  /** null when the answer to request i is right, else what is wrong with it. */
+  check(body: unknown, i: number): string | null;
+};
+
+type Settings = { quick: boolean; duration: number; warmup: number; connections: number; iterations: number; baselineRuns: number };
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean", default: false },
+      out: { type: "string" },
+      duration: { type: "string" },
+      connections: { type: "string" },
+      iterations: { type: "string" },
+      database: { type: "string" },
+    },
+  });
+  const quick = values.quick ?? false;
+  const settings: Settings = {
+    quick,
+    duration: Number(values.duration ?? (quick ? 1.5 : 10)),
+    warmup: quick ? 0.5 : 2,
+    connections: Number(values.connections ?? 50),
+    iterations: Number(values.iterations ?? (quick ? 3 : 20)),
+    // Baselines before and after the registry's scenarios (their drift tells how noisy the machine was).
+    baselineRuns: quick ? 1 : 2,
+  };
+  const out = values.out ?? process.env.BENCH_OUT ?? join(ROOT, "bench/results.json");
+  const runtime = DENO ? `deno ${process.versions.deno}` : `node ${process.versions.node}`;
+  const stops: (() => Promise<void>)[] = [];
+  let cleaning: Promise<void> | undefined;
+  // Once, however often asked (the end of the run and a signal may both ask): everyone waits for the same.
+  const cleanUp = () => cleaning ??= (async () => {
+    for (const stop of stops.reverse()) await stop().catch((err) => log(`cleanup: ${(err as Error).message}`));
+  })();
+  // Interrupted (Ctrl-C, a test's timeout): the servers started so far are stopped, never left running.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
+  const tmp = mkdtempSync(join(tmpdir(), "mcp-registry-bench-"));
+  stops.push(async () => rmSync(tmp, { recursive: true, force: true }));
+  try {
+    const database = values.database ? await temporaryPostgres(values.database) : { url: `file:${join(tmp, "bench.db")}`, drop: async () => {} };
+    stops.push(database.drop);
+    const engine = database.url.startsWith("file:") ? "sqlite" : "postgres";
+    const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
+    log(`${runtime}, ${engine}, ${settings.connections} connections, ${settings.duration} s per scenario${quick ? " (quick)" : ""}`);
+
+    let started = performance.now();
+    const fixture = await seedDatabase(database.url, secret);
+    log(`seeded ${SHAPE.services} services x ${SHAPE.toolsPerService} tools, ${SHAPE.roles} roles, ${SHAPE.users} users with tokens in ${Math.round(performance.now() - started)} ms`);
+
+    const registry = await startChild("registry", ...runtimeCommand("main.ts"), {
+      DATABASE_URL: database.url, REGISTRY_SECRET: secret, REGISTRY_SECRET_PREVIOUS: "", REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT,
+      REGISTRY_AUTH: "on", MCP_HOST: "127.0.0.1", MCP_PORT: "0", AGENT_REREAD_HOOK: "", REGISTRY_DISCOVERY_TIMEOUT: "",
+      // The seeded services do not exist: background refresh would only measure their failures.
+      REGISTRY_REFRESH_INTERVAL: "0",
+    }, /MCP Registry listening: MCP endpoint http:\/\/127\.0\.0\.1:(\d+)\/mcp/);
+    stops.push(registry.stop);
+    const baseline = await startChild("baseline", ...runtimeCommand("bench/baseline.ts"), {}, /baseline listening on (\d+)/);
+    stops.push(baseline.stop);
+    const servers = { registry, baseline };
+
+    const loads = scenarios(fixture);
+    const baselines = loads.filter((l) => l.server === "baseline");
+    const measured = new Map<string, Measured[]>();
+    const run = async (load: Load) => {
+      const server = servers[load.server];
+      await probe(server.url, load);
+      await measure(server.url, load, settings.warmup, settings.connections, server.pid);
+      const m = await measure(server.url, load, settings.duration, settings.connections, server.pid);
+      measured.set(load.name, [...(measured.get(load.name) ?? []), m]);
+      log(`${load.name}: ${Math.round(m.reqPerSec)} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms`);
+    };
+    started = performance.now();
+    // Unrecorded: the load generator and the baselines settle first (a runtime's first seconds are slower).
+    if (!quick) for (const load of baselines) await measure(servers.baseline.url, load, settings.warmup * 2, settings.connections, servers.baseline.pid);
+    for (const load of baselines) await run(load);
+    for (const load of loads.filter((l) => l.server === "registry")) await run(load);
+    if (settings.baselineRuns > 1) for (const load of baselines) await run(load);
+
+    const sequential = await discoveryScenario(registry.url, settings.iterations);
+    const peakRssMb = peakRss(registry.pid);
+    const baselineRssMb = peakRss(baseline.pid);
+    log(`scenarios done in ${Math.round((performance.now() - started) / 1000)} s`);
+    const errors = registry.output().split("\n").filter((line) => / ERROR /.test(line));
+    if (errors.length) log(`the registry logged ${errors.length} error(s) during the run, first: ${errors[0]}`);
+
+    const results = summarize(loads, measured, sequential);
+    const targets = checkTargets(results, peakRssMb);
+    const drift = baselineDrift(baselines, measured);
+    const report = {
+      runtime,
+      engine,
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "", platform: process.platform },
+      settings: { ...settings, shape: SHAPE },
+      scenarios: results,
+      peakRssMb,
+      baselinePeakRssMb: baselineRssMb,
+      baselineDrift: drift,
+      registryErrors: errors.length,
+      targets,
+    };
+    console.log(formatReport(report.runtime, engine, results, targets, { registry: peakRssMb, baseline: baselineRssMb }, drift));
+    mkdirSync(dirname(resolve(out)), { recursive: true });
+    writeFileSync(out, JSON.stringify(report, null, 2) + "\n");
+    log(`results written to ${out}`);
+  } finally {
+    await cleanUp();
+  }
+}
+
+/** The load scenarios: baselines first, then the registry's paths with the baseline each is compared with. */
+function scenarios(f: Fixture): Load[] {
+  const agent = { authorization: `Bearer ${AGENT}` };
+  const json = (body: unknown) => JSON.stringify(body);
+  const rpc = (method: string, params?: unknown) => json({ jsonrpc: "2.0", id: 1, method, ...(params ? { params } : {}) });
+  const result = (body: unknown) => (body as { result?: { structuredContent?: Record<string, unknown>; tools?: { name: string }[]; isError?: boolean } }).result;
+  const HONO = "bare Hono JSON route";
+  const SDK_CALL = "bare SDK tools/call";
+  const SDK_LIST = "bare SDK tools/list";
+  return [
+    { name: HONO, server: "baseline", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/json" }),
+      check: (b) => (b as { status?: string }).status === "healthy" ? null : "unexpected body" },
+    { name: SDK_CALL, server: "baseline", vs: SDK_CALL, method: "POST", headers: MCP_HEADERS,
+      request: () => ({ path: "/mcp", body: rpc("tools/call", { name: "echo", arguments: { text: "hello" } }) }),
+      check: (b) => result(b) && !result(b)!.isError ? null : "no tool result" },
+    { name: SDK_LIST, server: "baseline", vs: SDK_LIST, method: "POST", headers: MCP_HEADERS, request: () => ({ path: "/mcp", body: rpc("tools/list") }),
+      check: (b) => result(b)?.tools?.length === 1 ? null : "no tool list" },
+    { name: "GET /health", server: "registry", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/health" }),
+      check: (b) => (b as { status?: string }).status === "healthy" ? null : "unexpected body" },
+    {
+      name: "GET /token", server: "registry", vs: HONO, method: "GET", headers: agent,
+      // A different user (and service) each request, query string form, as agents ask before each call.
+      request: (i) => {
+        const t = f.tokens[i % f.tokens.length];
+        return { path: `/token?${new URLSearchParams({ service_name: t.service, user_id: t.user })}` };
+      },
+      check: (b, i) => {
+        const t = f.tokens[i % f.tokens.length];
+        const a = b as { token?: string; method_authorization?: string };
+        return a.token === t.token && a.method_authorization === t.method ? null : `wrong token answer ${json(b)}`;
+      },
+    },
+    {
+      name: "POST /role_for_user", server: "registry", vs: HONO, method: "POST", headers: { ...agent, "content-type": "application/json" },
+      request: (i) => ({ path: "/role_for_user", body: json({ user_id: f.users[i % f.users.length].user }) }),
+      check: (b, i) => (b as { role?: string }).role === f.users[i % f.users.length].role ? null : `wrong role ${json(b)}`,
+    },
+    {
+      name: "POST /tools_for_role", server: "registry", vs: HONO, method: "POST", headers: { ...agent, "content-type": "application/json" },
+      request: () => ({ path: "/tools_for_role", body: json({ role: f.bigRole }) }),
+      check: (b) => (b as { tools?: unknown[] }).tools?.length === SHAPE.bigRoleTools ? null : "wrong number of tools",
+    },
+    { name: "GET /list_services", server: "registry", vs: HONO, method: "GET", headers: agent, request: () => ({ path: "/list_services" }),
+      check: (b) => Object.keys((b as { services?: object }).services ?? {}).length === SHAPE.services ? null : "wrong number of services" },
+    {
+      name: "MCP tools/call get_tools", server: "registry", vs: SDK_CALL, method: "POST", headers: { ...agent, ...MCP_HEADERS },
+      request: (i) => ({ path: "/mcp", body: rpc("tools/call", { name: "get_tools", arguments: { service_name: f.services[i % f.services.length] } }) }),
+      check: (b) => (result(b)?.structuredContent?.tools as unknown[] | undefined)?.length === SHAPE.toolsPerService ? null : `wrong get_tools answer ${json(b).slice(0, 200)}`,
+    },
+    { name: "MCP tools/list", server: "registry", vs: SDK_LIST, method: "POST", headers: { ...agent, ...MCP_HEADERS }, request: () => ({ path: "/mcp", body: rpc("tools/list") }),
+      check: (b) => result(b)?.tools?.some((t) => t.name === "get_tools") ? null : "get_tools not listed" },
+  ];
+}
+
+// A wrong answer measured fast is no result: check the first request and one further along before loading.
+async function probe(url: string, load: Load): Promise<void> {
+  for (const i of [0, 37]) {
+    const { path, body } = load.request(i);
+    const res = await fetch(url + path, { method: load.method, headers: load.headers, body });
+    const text = await res.text();
+    let parsed: unknown = null;
+    try { parsed = JSON.parse(text); } catch { /* reported below */ }
+    const problem = res.status !== 200 ? `status ${res.status}: ${text.slice(0, 200)}` : load.check(parsed, i);
+    if (problem) throw new Error(`${load.name}: ${problem}`);
+  }
+}
+
+type Measured = { reqPerSec: number; p50Ms: number; p99Ms: number; requests: number; serverCpu: number | null; cpuUsPerReq: number | null; generatorCpu: number; otherCpu: number | null };
+
+async function measure(url: string, load: Load, seconds: number, connections: number, pid: number): Promise<Measured> {
+  let i = 0;
+  const first = load.request(0);
+  const cpu0 = cpuSeconds(pid);
+  const all0 = machineCpuSeconds();
+  const gen0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await autocannon({
+    url: url + first.path,
+    connections,
+    duration: seconds,
+    timeout: 10,
+    // Samples every 250 ms: the run ends on a sample, so a 1.5 s run is not stretched to 2 s.
+    sampleInt: 250,
+    method: load.method,
+    headers: load.headers,
+    requests: [{ setupRequest: (req) => ({ ...req, ...load.request(i++) }) }],
+  });
+  const wall = (performance.now() - t0) / 1000;
+  const cpu1 = cpuSeconds(pid);
+  const all1 = machineCpuSeconds();
+  const gen = process.cpuUsage(gen0);
+  const genSeconds = (gen.user + gen.system) / 1e6;
+  if (r.errors || r.timeouts || r.non2xx) throw new Error(`${load.name}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx answers under load`);
+  return {
+    // Total over elapsed time: exact, where the per-second average of a short run has few samples.
+    reqPerSec: r.requests.total / r.duration,
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    requests: r.requests.total,
+    serverCpu: cpu0 === null || cpu1 === null ? null : Math.round((cpu1 - cpu0) / wall * 100),
+    // What a request costs the server, whatever else runs on the machine (the load generator included).
+    cpuUsPerReq: cpu0 === null || cpu1 === null ? null : Math.round((cpu1 - cpu0) * 1e6 / r.requests.total),
+    generatorCpu: Math.round(genSeconds / wall * 100),
+    // Everything else the machine ran meanwhile (other processes): the noise in this run.
+    otherCpu: cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null
+      : Math.max(0, Math.round((all1 - all0 - (cpu1 - cpu0) - genSeconds) / wall * 100)),
+  };
+}
+
+type Sequential = { bare: number[]; add: number[]; remove: number[]; tools: number };
+
+// Uncounted rounds first: the registry runs the SDK client for the first time here, and its first
+// discoveries are twice as slow until the JIT has compiled that code (measured: about ten rounds).
+const WARM_UP_ROUNDS = 5;
+
+// add_service + remove_service of server-everything through the registry, against a bare SDK client's
+// connect + tools/list of the same server; interleaved, after uncounted warm-up rounds.
+async function discoveryScenario(registryUrl: string, iterations: number): Promise<Sequential> {
+  const port = await freePort();
+  const node = DENO ? "node" : process.execPath;
+  const everything = await startChild("server-everything", node, [join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "streamableHttp"],
+    { PORT: String(port) }, new RegExp(`(${port})|listening|running`, "i"));
+  const endpoint = `http://127.0.0.1:${port}/mcp`;
+  const admin = new Client({ name: "bench-admin", version: "1.0.0" });
+  try {
+    await admin.connect(new StreamableHTTPClientTransport(new URL(`${registryUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${ADMIN}` } } }));
+    const times: Sequential = { bare: [], add: [], remove: [], tools: 0 };
+    for (let k = -WARM_UP_ROUNDS; k < iterations; k++) {
+      const name = `everything-${k + WARM_UP_ROUNDS}`;
+      let t = performance.now();
+      times.tools = await bareDiscovery(endpoint);
+      const bare = performance.now() - t;
+      t = performance.now();
+      const added = await admin.callTool({ name: "add_service", arguments: { service_name: name, endpoint, description: "Reference server" } });
+      const add = performance.now() - t;
+      if (added.isError || !String((added.content as { text?: string }[])[0]?.text).includes(`added with ${times.tools} tools`)) throw new Error(`add_service: ${JSON.stringify(added)}`);
+      t = performance.now();
+      const removed = await admin.callTool({ name: "remove_service", arguments: { service_name: name } });
+      const remove = performance.now() - t;
+      if (removed.isError) throw new Error(`remove_service: ${JSON.stringify(removed)}`);
+      if (k < 0) continue;
+      times.bare.push(bare);
+      times.add.push(add);
+      times.remove.push(remove);
+    }
+    log(`add_service ${mean(times.add).toFixed(1)} ms, remove_service ${mean(times.remove).toFixed(1)} ms, bare connect + tools/list ${mean(times.bare).toFixed(1)} ms (mean of ${iterations})`);
+    return times;
+  } finally {
+    await admin.close().catch(() => {});
+    await everything.stop();
+  }
+}
+
+// What a bare SDK client does to learn a server's tools: connect, every page of tools/list, close.
+async function bareDiscovery(endpoint: string): Promise<number> {
+  const client = new Client({ name: "bench-bare", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(endpoint)));
+  try {
+    let count = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await client.listTools(cursor ? { cursor } : {});
+      count += page.tools.length;
+      cursor = page.nextCursor;
+    } while (cursor);
+    return count;
+  } finally {
+    await client.close();
+  }
+}
+
+function summarize(loads: Load[], measured: Map<string, Measured[]>, seq: Sequential): ScenarioResult[] {
+  const avg = (name: string) => {
+    const runs = measured.get(name)!;
+    const m = (f: (r: Measured) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
+    const known = runs.every((r) => r.serverCpu !== null);
+    return {
+      reqPerSec: m((r) => r.reqPerSec), p50Ms: m((r) => r.p50Ms), p99Ms: m((r) => r.p99Ms), requests: m((r) => r.requests),
+      ...(runs.length > 1 ? { runs: runs.map((r) => Math.round(r.reqPerSec)) } : {}),
+      serverCpu: known ? Math.round(m((r) => r.serverCpu!)) : null, cpuUsPerReq: known ? Math.round(m((r) => r.cpuUsPerReq!)) : null,
+      generatorCpu: Math.round(m((r) => r.generatorCpu)), otherCpu: runs.every((r) => r.otherCpu !== null) ? Math.round(m((r) => r.otherCpu!)) : null,
+    };
+  };
+  const rows: ScenarioResult[] = loads.map((l) => {
+    const a = avg(l.name);
+    const base = avg(l.vs);
+    const cpuRatio = a.cpuUsPerReq && base.cpuUsPerReq ? base.cpuUsPerReq / a.cpuUsPerReq : null;
+    return { name: l.name, kind: "load", vs: l.vs, ...a, ratio: a.reqPerSec / base.reqPerSec, cpuRatio };
+  });
+  const BARE = "bare SDK client connect + tools/list";
+  const row = (name: string, times: number[]): ScenarioResult => {
+    const sorted = [...times].sort((a, b) => a - b);
+    return { name, kind: "sequential", vs: BARE, reqPerSec: 1000 / mean(times), meanMs: mean(times), p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), ratio: mean(times) / mean(seq.bare), requests: times.length };
+  };
+  rows.push(row(BARE, seq.bare), row("add_service (server-everything)", seq.add), row("remove_service", seq.remove));
+  return rows;
+}
+
+function checkTargets(rows: ScenarioResult[], peakRssMb: number | null): Target[] {
+  const ratio = (name: string) => rows.find((r) => r.name === name)!.ratio;
+  const min = (scenario: string, want: number): Target => ({ name: `${scenario} >= ${want} x ${rows.find((r) => r.name === scenario)!.vs}`, scenario, want: `>= ${want}`, value: ratio(scenario), pass: ratio(scenario) >= want });
+  return [
+    min("GET /token", 0.5),
+    min("POST /role_for_user", 0.5),
+    min("POST /tools_for_role", 0.25),
+    min("MCP tools/call get_tools", 0.7),
+    { name: "add_service <= 1.5 x bare SDK client connect + tools/list", scenario: "add_service (server-everything)", want: "<= 1.5", value: ratio("add_service (server-everything)"), pass: ratio("add_service (server-everything)") <= 1.5 },
+    { name: "peak RSS of the registry < 150 MB", scenario: "peak RSS", want: "< 150", value: peakRssMb, pass: peakRssMb !== null && peakRssMb < 150 },
+  ];
+}
+
+// How much the baselines moved between their runs before and after the registry's scenarios.
+function baselineDrift(baselines: Load[], measured: Map<string, Measured[]>): Record<string, number> | null {
+  const out: Record<string, number> = {};
+  for (const b of baselines) {
+    const runs = measured.get(b.name)!;
+    if (runs.length < 2) return null;
+    const [a, z] = [runs[0].reqPerSec, runs[runs.length - 1].reqPerSec];
+    out[b.name] = Math.round(Math.abs(a - z) / ((a + z) / 2) * 100);
+  }
+  return out;
+}
+
+function formatReport(runtime: string, engine: string, rows: ScenarioResult[], targets: Target[], rss: { registry: number | null; baseline: number | null }, drift: Record<string, number> | null): string {
+  const head = ["scenario", "req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "CPU ratio", "server CPU", "load gen CPU", "other CPU", "vs"];
+  const body = rows.map((r) => [
+    r.name,
+    r.kind === "load" ? String(Math.round(r.reqPerSec)) : `${r.meanMs!.toFixed(1)} ms`,
+    r.p50Ms.toFixed(r.kind === "load" ? 0 : 1),
+    r.p99Ms.toFixed(r.kind === "load" ? 0 : 1),
+    r.ratio.toFixed(2),
+    r.cpuUsPerReq == null ? "" : String(r.cpuUsPerReq),
+    r.cpuRatio == null ? "" : r.cpuRatio.toFixed(2),
+    r.serverCpu == null ? "" : `${r.serverCpu}%`,
+    r.generatorCpu == null ? "" : `${r.generatorCpu}%`,
+    r.otherCpu == null ? "" : `${r.otherCpu}%`,
+    r.name === r.vs ? "(baseline)" : r.vs,
+  ]);
+  const widths = head.map((h, c) => Math.max(h.length, ...body.map((row) => row[c].length)));
+  const line = (cells: string[]) => cells.map((cell, c) => (c === 0 || c === head.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  ").trimEnd();
+  const noisy = drift && Object.values(drift).some((d) => d > 10);
+  const saturated = rows.filter((r) => (r.generatorCpu ?? 0) >= 90).map((r) => r.name);
+  const disturbed = rows.filter((r) => (r.otherCpu ?? 0) >= 20).map((r) => r.name);
+  return [
+    "",
+    `${runtime}, ${engine}. ratio: req/s over the baseline's (sequential rows: mean time over the bare client's, lower is better);`,
+    "CPU ratio: the baseline's server CPU per request over this one's. Targets are judged on ratio.",
+    line(head),
+    ...body.map(line),
+    saturated.length ? `The load generator was saturated (>= 90% CPU) in: ${saturated.join(", ")}: req/s there is a lower bound of the server's.` : null,
+    engine === "postgres" ? "other CPU includes the PostgreSQL server's work for these requests." : null,
+    disturbed.length && engine !== "postgres" ? `Other processes used >= 20% of a core during: ${disturbed.join(", ")}: noisy, repeat the run on a quiet machine.` : null,
+    "",
+    ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
+    rss.registry === null ? "peak RSS: not measured (needs /proc)" : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' process, under their loads: ${rss.baseline} MB)`,
+    drift ? `baseline drift between their runs before and after the registry's: ${Object.entries(drift).map(([k, v]) => `${k} ${v}%`).join(", ")}${noisy ? " — ratios are no more precise than that" : ""}` : null,
+  ].filter((line) => line !== null).join("\n");
+}
+
+type Child = { url: string; pid: number; output(): string; stop(): Promise<void> };
+
+// Starts a server process and waits for its ready line (group 1 of `ready`, when there is one, is its port).
+async function startChild(what: string, cmd: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Child> {
+  const proc: ChildProcess = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGTERM");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const port = await new Promise<number>((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${what} did not start:\n${out}`)), 60_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      // Keep only the tail: a long run must not grow this process's memory.
+      if (out.length > 100_000) out = out.slice(-50_000);
+      const m = ready.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        done(Number(m[1] ?? 0));
+      }
+    };
+    proc.stdout!.on("data", onData);
+    proc.stderr!.on("data", onData);
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`${what} exited with ${code}:\n${out}`));
+    });
+  }).catch(async (err) => {
+    await stop();
+    throw err;
+  });
+  return { url: `http://127.0.0.1:${port}`, pid: proc.pid!, output: () => out, stop };
+}
+
+function runtimeCommand(script: string): [string, string[]] {
+  // Node 20 cannot run .ts itself: tsx, as `npm start` does. Deno: the permissions of `deno task start`.
+  return DENO ? [process.execPath, ["run", ...DENO_FLAGS, script]] : [process.execPath, ["--import", "tsx", script]];
+}
+
+async function seedDatabase(url: string, secret: string): Promise<Fixture> {
+  const config = loadConfig({ DATABASE_URL: url, REGISTRY_SECRET: secret, MCP_PORT: "0" });
+  const { ctx, close } = await openContext(config, createLog(() => {}));
+  try {
+    return await seed(ctx);
+  } finally {
+    await close();
+  }
+}
+
+// A fresh database on the PostgreSQL server of `base`, dropped at the end.
+async function temporaryPostgres(base: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const { default: postgres } = await import("postgres");
+  const name = `bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = postgres(base, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const again = postgres(base, { max: 1, onnotice: () => {} });
+      await again.unsafe(`drop database if exists ${name} with (force)`);
+      await again.end();
+    },
+  };
+}
+
+// CPU time (user + system) a process has used, in seconds, from /proc (Linux); null elsewhere.
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+// CPU time the processes of the whole machine have used (and the hypervisor has stolen), in seconds, from
+// /proc/stat; null elsewhere. Interrupt time is left out: most of it is our own loopback traffic.
+function machineCpuSeconds(): number | null {
+  try {
+    const [, user, nice, system, , , , , steal] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).map(Number);
+    return (user + nice + system + steal) / 100;
+  } catch {
+    return null;
+  }
+}
+
+// The peak resident set size of a process (VmHWM), in MB, from /proc (Linux); null elsewhere.
+function peakRss(pid: number): number | null {
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Math.round(Number(kb) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => done(port));
+    });
+  });
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((s, x) => s + x, 0) / xs.length;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function log(line: string): void {
+  console.error(`bench: ${line}`);
+}
+
+await main().then(() => process.exit(0), (err) => {
+  console.error(`bench failed: ${(err as Error).message}`);
+  process.exit(1);
+});
