@@ -104,16 +104,15 @@ export function mcpHandler(tools: ToolDef[]): (c: Context<AppEnv>) => Promise<Re
     const server = createMcpServer(c.get("ctx"), tools, c.get("caller"), validator);
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     await server.connect(transport);
+    // The body is read here, directly (@hono/node-server), and handed over parsed: the transport would
+    // read it as a stream of a whole new Request. Not JSON: the transport reports the parse error itself.
+    let parsedBody: unknown;
     try {
-      // The body is read here, directly (@hono/node-server), and handed over parsed: the transport would
-      // read it as a stream of a whole new Request. Not JSON: the transport reports the parse error itself.
-      let parsedBody: unknown;
-      try {
-        parsedBody = JSON.parse(await c.req.text());
-      } catch { /* left to the transport */ }
-      return await transport.handleRequest(c.req.raw, { parsedBody });
-    } finally {
-      void server.close();
-    }
+      parsedBody = JSON.parse(await c.req.text());
+    } catch { /* left to the transport */ }
+    // No server.close() afterwards: with JSON responses every handler has finished when the response is
+    // ready, so closing would only abort finished work (an AbortError and an McpError built per request,
+    // about a tenth of a tool call's cost); the server and transport are garbage once this returns.
+    return transport.handleRequest(c.req.raw, { parsedBody });
   };
 }

@@ -246,6 +246,33 @@ describe("roles", () => {
       expect(await toolsFor(" analyst ")).toHaveLength(1);
     });
 
+    it("answers JSON that keeps every description exactly in tools_for_role and get_tools (the database builds it): quotes, backslashes, control characters, non-ASCII", async () => {
+      const tricky = ['He said "hi" \\ back\nthen\ttabbed', "Ünïcødé ✓ 日本語 😀", "</script><b>&amp;", "", "ctrl \u0001\u001f end"];
+      const delta = await toolServer(tricky.map((description, i) => ({ name: `t${i}`, description })));
+      try {
+        await call(c, "add_service", { service_name: "delta", endpoint: delta.url, description: "Tricky" });
+        const listed = ((await call(c, "get_tools", { service_name: "delta" })).structuredContent as { tools: { id: number; name: string; description: string; roles: string[] }[] }).tools;
+        expect(listed.map(({ name, description, roles }) => ({ name, description, roles }))).toEqual(tricky.map((description, i) => ({ name: `t${i}`, description, roles: [] })));
+        await call(c, "create_role", { role_name: "support" });
+        await call(c, "create_role", { role_name: "ops" });
+        for (const t of listed) await call(c, "attach_role_to_tool", { tool_id: t.id, role_name: "support" });
+        await call(c, "attach_role_to_tool", { tool_id: listed[0].id, role_name: "ops" });
+        // get_tools (also built by the database) gives each tool its roles by name, as text and structured alike.
+        const after = await call(c, "get_tools", { service_name: "delta" });
+        expect((after.structuredContent as { tools: { roles: string[] }[] }).tools.map((t) => t.roles)).toEqual([["ops", "support"], ...tricky.slice(1).map(() => ["support"])]);
+        expect(JSON.parse(text(after))).toEqual(after.structuredContent!.tools);
+        const res = await reg.http("/tools_for_role", json({ role: "support" }));
+        expect(res.status).toBe(200);
+        expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+        expect(await res.json()).toEqual({
+          tools: listed.map((t, i) => ({ id: t.id, name: `t${i}`, description: tricky[i], service_name: "delta" })),
+        });
+      } finally {
+        await call(c, "remove_service", { service_name: "delta" });
+        await delta.stop();
+      }
+    });
+
     it("drops the tools of a removed service", async () => {
       const gamma = await toolServer([{ name: "search", description: "Search the logs" }]);
       try {

@@ -2,8 +2,8 @@
 import { and, asc, count, eq, ne, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import type { Ctx } from "../../shared/context.ts";
-import { atomic, isUniqueViolation } from "../../shared/db/db.ts";
+import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
+import { asJson, atomic, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "../../shared/hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
@@ -153,11 +153,13 @@ async function assertFree(ctx: Ctx, input: { service_name: string; endpoint: str
 
 /** All services, by name. */
 export async function listServices(ctx: Ctx) {
-  const { services } = ctx.tables;
-  return ctx.db.select({
-    name: services.name, endpoint: services.endpoint, description: services.description, transport: services.transport,
-    status: services.status, lastDiscoveredAt: services.lastDiscoveredAt, lastError: services.lastError, consecutiveFailures: services.consecutiveFailures,
-  }).from(services).orderBy(asc(services.name));
+  return prepareOnce(ctx, "list_services", () => {
+    const { services } = ctx.tables;
+    return ctx.db.select({
+      name: services.name, endpoint: services.endpoint, description: services.description, transport: services.transport,
+      status: services.status, lastDiscoveredAt: services.lastDiscoveredAt, lastError: services.lastError, consecutiveFailures: services.consecutiveFailures,
+    }).from(services).orderBy(asc(services.name));
+  }).execute({});
 }
 
 /** One service with its settings, health and number of tools (never its discovery token). */
@@ -273,20 +275,20 @@ function describeDiff(diff: CatalogueDiff): string {
   return parts.length ? parts.join("; ") : "no tool changes";
 }
 
-/** A service's tools with the names of the roles attached to each. */
-export async function getTools(ctx: Ctx, input: ServiceNameInput) {
-  const { tools, toolRoles, roles } = ctx.tables;
-  const service = await findService(ctx, input.service_name, "get tools of service");
-  const rows = await ctx.db.select({ id: tools.id, name: tools.name, description: tools.description, role: roles.name })
-    .from(tools).leftJoin(toolRoles, eq(toolRoles.toolId, tools.id)).leftJoin(roles, eq(roles.id, toolRoles.roleId))
-    .where(eq(tools.serviceId, service.id)).orderBy(asc(tools.id), asc(roles.name));
-  const byId = new Map<number, { id: number; name: string; description: string; roles: string[] }>();
-  for (const r of rows) {
-    const tool = byId.get(r.id) ?? { id: r.id, name: r.name, description: r.description, roles: [] };
-    if (r.role) tool.roles.push(r.role);
-    byId.set(r.id, tool);
-  }
-  return [...byId.values()];
+/** A service's tools with the names of the roles attached to each, as JSON text of [{id, name, description, roles}]. */
+export async function getToolsJson(ctx: Ctx, input: ServiceNameInput): Promise<string> {
+  // One statement prepared once per registry, its answer built by the database: agents call this often.
+  const row = await firstRow(prepareOnce(ctx, "get_tools", () => {
+    const { services, tools, toolRoles, roles } = ctx.tables;
+    const roleNames = sql`(select ${jsonListOf(ctx.engine, roles.name, sql`${roles.name}`)} from ${toolRoles}
+      inner join ${roles} on ${roles.id} = ${toolRoles.roleId} where ${toolRoles.toolId} = ${tools.id})`;
+    const fields = { id: tools.id, name: tools.name, description: tools.description, roles: asJson(ctx.engine, roleNames) };
+    // eq(), not a bare "${a} = ${b}": drizzle leaves the columns of a one-table select's own fields unqualified.
+    return ctx.db.select({ tools: sql<string>`(select ${jsonArrayOf(ctx.engine, fields, sql`${tools.id}`)} from ${tools} where ${eq(tools.serviceId, services.id)})` })
+      .from(services).where(eq(services.name, sql.placeholder("name"))).limit(1);
+  }), { name: input.service_name });
+  if (!row) throw new AppError("not_found", `Cannot get tools of service "${input.service_name}": no such service`);
+  return row.tools;
 }
 
 /** Removes a service; its tools, their role links and its users' tokens go with it (foreign keys). */
@@ -347,7 +349,8 @@ export const servicesTools = [
     output: v.object({ tools: v.array(ToolRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(ctx, input) {
-      const list = await getTools(ctx, input);
+      const list = JSON.parse(await getToolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
+      // Stringified again: compact whatever the engine's JSON spacing.
       return { text: JSON.stringify(list), data: { tools: list } };
     },
   }),

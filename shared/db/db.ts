@@ -2,7 +2,7 @@
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@libsql/client";
-import { type SQL, sql } from "drizzle-orm";
+import { type SQL, sql, type SQLWrapper } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
@@ -123,6 +123,32 @@ export async function atomic(db: Db, build: (q: Db) => Atomic): Promise<unknown[
     for (const statement of build(tx)) results.push(await statement);
     return results;
   });
+}
+
+/**
+ * The rows of a query as one JSON array text of objects with `fields`, in `orderBy` order ("[]" for none),
+ * built by the database: for a large answer, turning every value into a JavaScript value and back into
+ * JSON costs more than the query itself. Field names are code constants, never input; a field that is
+ * itself JSON (a nested jsonArrayOf or jsonListOf) goes through asJson.
+ */
+export function jsonArrayOf(engine: Engine, fields: Record<string, SQLWrapper>, orderBy: SQL): SQL<string> {
+  const pairs = sql.join(Object.entries(fields).map(([name, value]) => sql`${sql.raw(`'${name}'`)}, ${value}`), sql`, `);
+  // SQLite >= 3.44 (libsql ships 3.45) orders inside an aggregate, as PostgreSQL does.
+  return engine === "postgres"
+    ? sql<string>`coalesce(json_agg(json_build_object(${pairs}) order by ${orderBy}), '[]'::json)::text`
+    : sql<string>`json_group_array(json_object(${pairs}) order by ${orderBy})`;
+}
+
+/** The values of a query's rows as one JSON array text, in `orderBy` order ("[]" for none). */
+export function jsonListOf(engine: Engine, value: SQLWrapper, orderBy: SQL): SQL<string> {
+  return engine === "postgres"
+    ? sql<string>`coalesce(json_agg(${value} order by ${orderBy}), '[]'::json)::text`
+    : sql<string>`json_group_array(${value} order by ${orderBy})`;
+}
+
+/** JSON text (e.g. a subquery over jsonListOf) as a JSON value, so that it nests as JSON, not as a string. */
+export function asJson(engine: Engine, text: SQL): SQL {
+  return engine === "postgres" ? sql`(${text})::json` : sql`json(${text})`;
 }
 
 /**
