@@ -251,7 +251,7 @@ describe("pagination", () => {
             const n = String(page * 50 + i).padStart(3, "0");
             return { name: `tool-${n}`, description: `Tool number ${n}`, inputSchema: { type: "object" as const, properties: { [`arg${n}`]: { type: "string" } } } };
           });
-          return { tools, ...(page < 2 ? { nextCursor: String(page + 1) } : {}) };
+          return { tools, ...(page < 10 ? { nextCursor: String(page + 1) } : {}) };
         });
       },
     });
@@ -261,17 +261,18 @@ describe("pagination", () => {
     await server?.stop();
   });
 
-  it("reads every page of tools/list (3 pages of 50: all 150 stored)", async () => {
+  // 550 tools: also more than one multi-row insert (500 rows each) when they are stored.
+  it("reads every page of tools/list (11 pages of 50: all 550 stored, in order)", async () => {
     const c = await reg.client();
     const r = await call(c, "add_service", { service_name: "big", endpoint: server.url, description: "Many tools" });
-    expect(text(r)).toBe('Service "big" added with 150 tools.');
-    expect(cursors).toEqual([undefined, "1", "2"]);
+    expect(text(r)).toBe('Service "big" added with 550 tools.');
+    expect(cursors).toEqual([undefined, ...Array.from({ length: 10 }, (_, i) => String(i + 1))]);
     const tools = (await call(c, "get_tools", { service_name: "big" })).structuredContent as { tools: { name: string }[] };
-    expect(tools.tools.map((t) => t.name)).toEqual(Array.from({ length: 150 }, (_, i) => `tool-${String(i).padStart(3, "0")}`));
+    expect(tools.tools.map((t) => t.name)).toEqual(Array.from({ length: 550 }, (_, i) => `tool-${String(i).padStart(3, "0")}`));
     const rows = await storedTools(reg, "big");
-    expect(rows).toHaveLength(150);
-    const last = rows.find((row) => row.name === "tool-149")!;
-    expect(last.inputSchema).toEqual({ type: "object", properties: { arg149: { type: "string" } } });
+    expect(rows).toHaveLength(550);
+    const last = rows.find((row) => row.name === "tool-549")!;
+    expect(last.inputSchema).toEqual({ type: "object", properties: { arg549: { type: "string" } } });
   });
 });
 

@@ -124,7 +124,8 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
         nextRefreshAt: nextRefreshAt(ctx),
         createdAt,
       }),
-      ...found.tools.map((t) => q.insert(tools).values({ serviceId, ...t })),
+      // Multi-row inserts (one round trip each on PostgreSQL), in slices well under every engine's limit of bound parameters.
+      ...slices(found.tools, 500).map((slice) => q.insert(tools).values(slice.map((t) => ({ serviceId, ...t })))),
     ]);
   } catch (err) {
     // Another request may have taken the name or endpoint while we were discovering.
@@ -133,6 +134,10 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
   }
   notifyCatalogueChanged(ctx);
   return { tools: found.tools.length };
+}
+
+function slices<T>(items: T[], size: number): T[][] {
+  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
 // Discovery with the action named in its error ("Cannot add service "x": no MCP service answered ...").
