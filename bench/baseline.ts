@@ -2,7 +2,8 @@
  * The baselines the registry is measured against, served like the registry (Hono on @hono/node-server,
  * same runtime, own process): GET /json, a bare Hono route answering a small JSON body; POST /mcp, a bare
  * SDK stateless MCP server (low-level Server + WebStandardStreamableHTTPServerTransport, one trivial tool).
- * Prints "baseline listening on <port>" once it accepts connections.
+ * `baseline.ts hono` serves only the first, `baseline.ts sdk` only the second (the benchmark runs each in a
+ * fresh process of its own). Prints "baseline listening on <port>" once it accepts connections.
  */
 import process from "node:process";
 import { serve } from "@hono/node-server";
@@ -19,9 +20,10 @@ const ECHO = {
 };
 
 // The smallest honest version of each thing the registry does.
-function baselineApp(): Hono {
+function baselineApp(which: string): Hono {
   const app = new Hono();
-  app.get("/json", (c) => c.json({ status: "healthy", service: "mcp-server" }));
+  if (which !== "sdk") app.get("/json", (c) => c.json({ status: "healthy", service: "mcp-server" }));
+  if (which === "hono") return app;
   // The same best practices the registry uses (DESIGN.md section 2): one shared validator, JSON responses.
   const validator = new AjvJsonSchemaValidator();
   app.post("/mcp", async (c) => {
@@ -39,7 +41,7 @@ function baselineApp(): Hono {
   return app;
 }
 
-const server = serve({ fetch: baselineApp().fetch, hostname: "127.0.0.1", port: 0 }, (info) => {
+const server = serve({ fetch: baselineApp(process.argv[2] ?? "all").fetch, hostname: "127.0.0.1", port: 0 }, (info) => {
   console.error(`baseline listening on ${info.port}`);
 });
 process.once("SIGTERM", () => server.close(() => process.exit(0)));

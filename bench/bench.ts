@@ -61,7 +61,8 @@ type Target = { name: string; scenario: string; want: string; value: number | nu
 
 type Load = {
   name: string;
-  server: "registry" | "baseline";
+  /** The process serving it: the registry, or the baseline process of its kind (each kind has its own). */
+  server: "registry" | "hono" | "sdk";
   vs: string;
   method: "GET" | "POST";
   headers: Record<string, string>;
@@ -124,12 +125,16 @@ async function main(): Promise<void> {
       REGISTRY_REFRESH_INTERVAL: "0",
     }, /MCP Registry listening: MCP endpoint http:\/\/127\.0\.0\.1:(\d+)\/mcp/);
     stops.push(registry.stop);
-    const baseline = await startChild("baseline", ...runtimeCommand("bench/baseline.ts"), {}, /baseline listening on (\d+)/);
-    stops.push(baseline.stop);
-    const servers = { registry, baseline };
+    // One process per baseline: a process that has just served MCP loads carries their heap, which made the
+    // bare Hono route measured after them up to twice as slow per request as in a fresh process.
+    const hono = await startChild("baseline hono", ...runtimeCommand("bench/baseline.ts", "hono"), {}, /baseline listening on (\d+)/);
+    stops.push(hono.stop);
+    const sdk = await startChild("baseline sdk", ...runtimeCommand("bench/baseline.ts", "sdk"), {}, /baseline listening on (\d+)/);
+    stops.push(sdk.stop);
+    const servers = { registry, hono, sdk };
 
     const loads = scenarios(fixture);
-    const baselines = loads.filter((l) => l.server === "baseline");
+    const baselines = loads.filter((l) => l.server !== "registry");
     const measured = new Map<string, Measured[]>();
     const run = async (load: Load) => {
       const server = servers[load.server];
@@ -141,14 +146,14 @@ async function main(): Promise<void> {
     };
     started = performance.now();
     // Unrecorded: the load generator and the baselines settle first (a runtime's first seconds are slower).
-    if (!quick) for (const load of baselines) await measure(servers.baseline.url, load, settings.warmup * 2, settings.connections, servers.baseline.pid);
+    if (!quick) for (const load of baselines) await measure(servers[load.server].url, load, settings.warmup * 2, settings.connections, servers[load.server].pid);
     for (const load of baselines) await run(load);
     for (const load of loads.filter((l) => l.server === "registry")) await run(load);
     if (settings.baselineRuns > 1) for (const load of baselines) await run(load);
 
     const sequential = await discoveryScenario(registry.url, settings.iterations);
     const peakRssMb = peakRss(registry.pid);
-    const baselineRssMb = peakRss(baseline.pid);
+    const baselineRssMb = { hono: peakRss(hono.pid), sdk: peakRss(sdk.pid) };
     log(`scenarios done in ${Math.round((performance.now() - started) / 1000)} s`);
     const errors = registry.output().split("\n").filter((line) => / ERROR /.test(line));
     if (errors.length) log(`the registry logged ${errors.length} error(s) during the run, first: ${errors[0]}`);
@@ -169,7 +174,7 @@ async function main(): Promise<void> {
       registryErrors: errors.length,
       targets,
     };
-    console.log(formatReport(report.runtime, engine, results, targets, { registry: peakRssMb, baseline: baselineRssMb }, drift));
+    console.log(formatReport(report.runtime, engine, results, targets, { registry: peakRssMb, ...baselineRssMb }, drift));
     mkdirSync(dirname(resolve(out)), { recursive: true });
     writeFileSync(out, JSON.stringify(report, null, 2) + "\n");
     log(`results written to ${out}`);
@@ -188,12 +193,12 @@ function scenarios(f: Fixture): Load[] {
   const SDK_CALL = "bare SDK tools/call";
   const SDK_LIST = "bare SDK tools/list";
   return [
-    { name: HONO, server: "baseline", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/json" }),
+    { name: HONO, server: "hono", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/json" }),
       check: (b) => (b as { status?: string }).status === "healthy" ? null : "unexpected body" },
-    { name: SDK_CALL, server: "baseline", vs: SDK_CALL, method: "POST", headers: MCP_HEADERS,
+    { name: SDK_CALL, server: "sdk", vs: SDK_CALL, method: "POST", headers: MCP_HEADERS,
       request: () => ({ path: "/mcp", body: rpc("tools/call", { name: "echo", arguments: { text: "hello" } }) }),
       check: (b) => result(b) && !result(b)!.isError ? null : "no tool result" },
-    { name: SDK_LIST, server: "baseline", vs: SDK_LIST, method: "POST", headers: MCP_HEADERS, request: () => ({ path: "/mcp", body: rpc("tools/list") }),
+    { name: SDK_LIST, server: "sdk", vs: SDK_LIST, method: "POST", headers: MCP_HEADERS, request: () => ({ path: "/mcp", body: rpc("tools/list") }),
       check: (b) => result(b)?.tools?.length === 1 ? null : "no tool list" },
     { name: "GET /health", server: "registry", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/health" }),
       check: (b) => (b as { status?: string }).status === "healthy" ? null : "unexpected body" },
@@ -401,7 +406,7 @@ function baselineDrift(baselines: Load[], measured: Map<string, Measured[]>): Re
   return out;
 }
 
-function formatReport(runtime: string, engine: string, rows: ScenarioResult[], targets: Target[], rss: { registry: number | null; baseline: number | null }, drift: Record<string, number> | null): string {
+function formatReport(runtime: string, engine: string, rows: ScenarioResult[], targets: Target[], rss: { registry: number | null; hono: number | null; sdk: number | null }, drift: Record<string, number> | null): string {
   const head = ["scenario", "req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "CPU ratio", "server CPU", "load gen CPU", "other CPU", "vs"];
   const body = rows.map((r) => [
     r.name,
@@ -432,7 +437,7 @@ function formatReport(runtime: string, engine: string, rows: ScenarioResult[], t
     disturbed.length && engine !== "postgres" ? `Other processes used >= 20% of a core during: ${disturbed.join(", ")}: noisy, repeat the run on a quiet machine.` : null,
     "",
     ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
-    rss.registry === null ? "peak RSS: not measured (needs /proc)" : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' process, under their loads: ${rss.baseline} MB)`,
+    rss.registry === null ? "peak RSS: not measured (needs /proc)" : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,
     drift ? `baseline drift between their runs before and after the registry's: ${Object.entries(drift).map(([k, v]) => `${k} ${v}%`).join(", ")}${noisy ? " — ratios are no more precise than that" : ""}` : null,
   ].filter((line) => line !== null).join("\n");
 }
@@ -476,9 +481,9 @@ async function startChild(what: string, cmd: string, args: string[], env: Record
   return { url: `http://127.0.0.1:${port}`, pid: proc.pid!, output: () => out, stop };
 }
 
-function runtimeCommand(script: string): [string, string[]] {
+function runtimeCommand(script: string, ...args: string[]): [string, string[]] {
   // Node 20 cannot run .ts itself: tsx, as `npm start` does. Deno: the permissions of `deno task start`.
-  return DENO ? [process.execPath, ["run", ...DENO_FLAGS, script]] : [process.execPath, ["--import", "tsx", script]];
+  return DENO ? [process.execPath, ["run", ...DENO_FLAGS, script, ...args]] : [process.execPath, ["--import", "tsx", script, ...args]];
 }
 
 async function seedDatabase(url: string, secret: string): Promise<Fixture> {
