@@ -2,8 +2,8 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
-import { isUniqueViolation, jsonArrayOf } from "../../shared/db/db.ts";
+import { type Ctx, firstRow, jsonRows, prepareOnce } from "../../shared/context.ts";
+import { isUniqueViolation } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
@@ -124,22 +124,19 @@ export async function detachRoleFromTool(ctx: Ctx, input: ToolRoleInput): Promis
 
 /**
  * The tools explicitly attached to a role (none for an unknown role), by service name then tool id, as the
- * JSON text of an array of {id, name, description, service_name}: built by the database, since agents ask
- * before each message and a role may have hundreds of tools.
+ * JSON text of an array of {id, name, description, service_name}: agents ask before each message and a
+ * role may have hundreds of tools, so the rows are not mapped to objects first (see jsonRows).
  */
 export async function toolsForRoleJson(ctx: Ctx, input: ToolsForRoleInput): Promise<string> {
-  // One aggregate row, of a statement prepared once per registry.
-  const row = await firstRow(prepareOnce(ctx, "tools_for_role", () => {
-    const { roles, tools, toolRoles, services } = ctx.tables;
-    const fields = { id: tools.id, name: tools.name, description: tools.description, service_name: services.name };
-    return ctx.db.select({ tools: jsonArrayOf(ctx.engine, fields, sql`${services.name}, ${tools.id}`) })
+  const { roles, tools, toolRoles, services } = ctx.tables;
+  const fields = { id: tools.id, name: tools.name, description: tools.description, service_name: services.name };
+  return jsonRows(ctx, "tools_for_role", fields, sql`${services.name}, ${tools.id}`, (selected) =>
+    ctx.db.select(selected)
       .from(toolRoles)
       .innerJoin(roles, eq(roles.id, toolRoles.roleId))
       .innerJoin(tools, eq(tools.id, toolRoles.toolId))
       .innerJoin(services, eq(services.id, tools.serviceId))
-      .where(eq(roles.name, sql.placeholder("role")));
-  }), { role: input.role });
-  return row?.tools ?? "[]";
+      .where(eq(roles.name, sql.placeholder("role"))), { role: input.role });
 }
 
 /** A role's default system prompt; "" for no role or an unknown one. */
