@@ -21,6 +21,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import autocannon from "autocannon";
 import { openContext } from "../registry.ts";
 import { loadConfig } from "../shared/config.ts";
+import { temporaryPostgres } from "../shared/db/temporary.ts";
 import { createLog } from "../shared/log.ts";
 import { type Fixture, seed, SHAPE } from "./seed.ts";
 
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), "mcp-registry-bench-"));
   stops.push(async () => rmSync(tmp, { recursive: true, force: true }));
   try {
-    const database = values.database ? await temporaryPostgres(values.database) : { url: `file:${join(tmp, "bench.db")}`, drop: async () => {} };
+    const database = values.database ? await temporaryPostgres(values.database, "bench") : { url: `file:${join(tmp, "bench.db")}`, drop: async () => {} };
     stops.push(database.drop);
     const engine = database.url.startsWith("file:") ? "sqlite" : "postgres";
     const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
@@ -494,25 +495,6 @@ async function seedDatabase(url: string, secret: string): Promise<Fixture> {
   } finally {
     await close();
   }
-}
-
-// A fresh database on the PostgreSQL server of `base`, dropped at the end.
-async function temporaryPostgres(base: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const { default: postgres } = await import("postgres");
-  const name = `bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-  const admin = postgres(base, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const again = postgres(base, { max: 1, onnotice: () => {} });
-      await again.unsafe(`drop database if exists ${name} with (force)`);
-      await again.end();
-    },
-  };
 }
 
 // CPU time (user + system) a process has used, in seconds, from /proc (Linux); null elsewhere.

@@ -12,6 +12,7 @@ import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { type Registry, startRegistry } from "../registry.ts";
 import { type Config, loadConfig } from "../shared/config.ts";
+import { temporaryPostgres } from "../shared/db/temporary.ts";
 import { createLog } from "../shared/log.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -54,22 +55,7 @@ export const TEST_SECRET = Buffer.alloc(32, 7).toString("base64");
 /** A DATABASE_URL for a new, empty database of the suite's engine, and how to drop it. */
 export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
   if (ENGINE === "sqlite") return { url: ":memory:", drop: async () => {} };
-  const { default: postgres } = await import("postgres");
-  const base = process.env.TEST_DATABASE_URL!;
-  const name = `reg_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  const admin = postgres(base, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const again = postgres(base, { max: 1, onnotice: () => {} });
-      await again.unsafe(`drop database if exists ${name} with (force)`);
-      await again.end();
-    },
-  };
+  return temporaryPostgres(process.env.TEST_DATABASE_URL!, "reg");
 }
 
 /** Starts a registry in this process on 127.0.0.1 and a free port, on a fresh database unless env names one. */
