@@ -8,7 +8,7 @@ import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { ListResourcesRequestSchema, ListToolsRequestSchema, ReadResourceRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FALLBACK_DESCRIPTION } from "../features/discovery/discovery.ts";
+import { discoverService, FALLBACK_DESCRIPTION } from "../features/discovery/discovery.ts";
 import { call, catalogue, connectClient, freePort, type Spawned, startEverything, startTestMcpServer, startTestRegistry, type TestRegistry, tempDir, text } from "./helpers.ts";
 
 const EVERYTHING_TOOLS = [
@@ -136,6 +136,23 @@ async function startSseOnlyServer(): Promise<{ url: string; stop(): Promise<void
     stop: () => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }),
   };
 }
+
+describe("cancellation", () => {
+  // The background refresher cancels discoveries when the registry stops; one may start just after.
+  it("gives up at once when cancelled before it starts, leaving no work behind to fail unobserved", async () => {
+    const s = await startTestMcpServer({ setup: (mcp) => mcp.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] })) });
+    try {
+      const stopping = new AbortController();
+      stopping.abort();
+      await expect(discoverService(s.url, { timeoutMs: 5000, wantDescription: false, signal: stopping.signal })).rejects.toThrow(/cancelled/);
+      // Work started anyway would reject later, unobserved: vitest fails the run on an unhandled rejection.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(s.requests).toBe(0);
+    } finally {
+      await s.stop();
+    }
+  });
+});
 
 describe("transport fallback", () => {
   it("falls back to SSE when streamable HTTP is refused, and records the transport", async () => {

@@ -57,6 +57,8 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
   if (options.signal?.aborted) cancel();
   const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
   const failures: string[] = [];
+  // Cancelled before it began (the registry is stopping): nothing is started.
+  if (options.signal?.aborted) order.length = 0;
   try {
     for (const transport of order) {
       let found: Discovery;
@@ -80,6 +82,7 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", cancel);
   }
+  if (order.length === 0) throw new AppError("unavailable", `discovery of "${endpoint}" was cancelled`);
   throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
 }
 
@@ -160,9 +163,10 @@ function redact(message: string, headers: Record<string, string> | undefined): s
 function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(new Error("deadline"));
+    // Handled first, whatever happens next: work that fails after the deadline must not fail unobserved.
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     if (signal.aborted) return onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
 
