@@ -1,6 +1,6 @@
 /** Entry point: reads the configuration once, starts the registry, stops it cleanly on SIGINT/SIGTERM. */
 import process from "node:process";
-import { ConfigError, loadConfig, readDotEnv } from "./shared/config.ts";
+import { ConfigError, loadConfig, readDotEnv, redactDatabaseUrl } from "./shared/config.ts";
 import { createLog } from "./shared/log.ts";
 import { startRegistry } from "./registry.ts";
 
@@ -9,7 +9,7 @@ try {
   readDotEnv(".env", process.env);
   const config = loadConfig(process.env);
   const registry = await startRegistry(config, log);
-  log.info(`MCP Registry listening: MCP endpoint ${registry.url}/mcp, database ${redact(config.databaseUrl)}`);
+  log.info(`MCP Registry listening: MCP endpoint ${registry.url}/mcp, database ${redactDatabaseUrl(config.databaseUrl)}`);
   const stop = async () => {
     await registry.close();
     process.exit(0);
@@ -20,9 +20,4 @@ try {
   // A bad setting or an unsafe start is one clear line, not a stack trace.
   log.error(err instanceof ConfigError ? err.message : `Cannot start: ${(err as Error).message}`);
   process.exit(1);
-}
-
-// Remote database URLs may carry credentials; show the scheme and host only.
-function redact(url: string): string {
-  return url.replace(/\/\/[^/@]*@/, "//***@").replace(/([?&](authToken|password)=)[^&]*/gi, "$1***");
 }

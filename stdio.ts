@@ -2,7 +2,7 @@
 import process from "node:process";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { allTools, openContext } from "./registry.ts";
-import { ConfigError, loadConfig, readDotEnv } from "./shared/config.ts";
+import { ConfigError, loadConfig, readDotEnv, redactDatabaseUrl } from "./shared/config.ts";
 import { createLog } from "./shared/log.ts";
 import { createMcpServer } from "./shared/mcp.ts";
 
@@ -30,14 +30,9 @@ try {
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   await server.connect(new StdioServerTransport());
-  log.info(`MCP Registry serving MCP on stdio, database ${redact(config.databaseUrl)}`);
+  log.info(`MCP Registry serving MCP on stdio, database ${redactDatabaseUrl(config.databaseUrl)}`);
 } catch (err) {
   // A bad setting is one clear line on stderr, not a stack trace.
   log.error(err instanceof ConfigError ? err.message : `Cannot start: ${(err as Error).message}`);
   process.exit(1);
-}
-
-// Remote database URLs may carry credentials; show the scheme and host only (as main.ts does).
-function redact(url: string): string {
-  return url.replace(/\/\/[^/@]*@/, "//***@").replace(/([?&](authToken|password)=)[^&]*/gi, "$1***");
 }

@@ -118,6 +118,11 @@ export function normalizeDatabaseUrl(raw: string): string {
   throw new Error(`uses an unsupported database "${scheme}"; supported: SQLite (file:<path>, :memory:, sqlite:///<path>), remote libSQL (libsql://, http(s)://) and PostgreSQL (postgres://)`);
 }
 
+/** A database URL fit for a log line: remote URLs may carry credentials, so those are blanked out. */
+export function redactDatabaseUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, "//***@").replace(/([?&](authToken|password)=)[^&]*/gi, "$1***");
+}
+
 /** Reads KEY=VALUE lines of a .env file into env, never overriding a variable already set. */
 export function readDotEnv(path: string, env: Record<string, string | undefined>): void {
   if (!existsSync(path)) return;

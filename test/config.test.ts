@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, normalizeDatabaseUrl, readDotEnv } from "../shared/config.ts";
+import { ConfigError, loadConfig, normalizeDatabaseUrl, readDotEnv, redactDatabaseUrl } from "../shared/config.ts";
 import { tempDir } from "./helpers.ts";
 
 /** The ConfigError loadConfig throws for `env`. */
@@ -126,6 +126,18 @@ describe("normalizeDatabaseUrl", () => {
 
   it.each(["mysql://x", "mongodb://x", "registry.db"])("refuses %s", (raw) => {
     expect(() => normalizeDatabaseUrl(raw)).toThrow(/unsupported database/);
+  });
+});
+
+describe("redactDatabaseUrl (the start-up line of npm start and npm run stdio)", () => {
+  it.each([
+    ["postgres://registry:s3cret@db.internal:5432/registry", "postgres://***@db.internal:5432/registry"],
+    ["libsql://reg.example.turso.io?authToken=eyJhbGciOi", "libsql://reg.example.turso.io?authToken=***"],
+    ["postgresql://db/registry?sslmode=require&password=hunter2", "postgresql://db/registry?sslmode=require&password=***"],
+    ["file:registry.db", "file:registry.db"],
+    [":memory:", ":memory:"],
+  ])("shows %s as %s", (url, shown) => {
+    expect(redactDatabaseUrl(url)).toBe(shown);
   });
 });
 
