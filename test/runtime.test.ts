@@ -82,6 +82,20 @@ describe("deno task start", () => {
     const res = await fetch(`${url}/list_services`);
     expect(await res.json()).toEqual({ services: { everything: { transport: "streamable_http", url: everything.url } } });
 
+    // The paths whose answers the database builds (get_tools, /tools_for_role), and repeated MCP calls
+    // on per-request servers, behave on Deno as on Node.
+    const tools = (await call(client, "get_tools", { service_name: "everything" })).structuredContent as { tools: { id: number; name: string; roles: string[] }[] };
+    expect(tools.tools).toHaveLength(13);
+    const echo = tools.tools.find((t) => t.name === "echo")!;
+    expect(echo.roles).toEqual([]);
+    await call(client, "create_role", { role_name: "support" });
+    await call(client, "attach_role_to_tool", { tool_id: echo.id, role_name: "support" });
+    const again = (await call(client, "get_tools", { service_name: "everything" })).structuredContent as typeof tools;
+    expect(again.tools.find((t) => t.id === echo.id)!.roles).toEqual(["support"]);
+    const forRole = await fetch(`${url}/tools_for_role`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "support" }) });
+    expect(await forRole.json()).toEqual({ tools: [{ id: echo.id, name: "echo", description: expect.any(String), service_name: "everything" }] });
+    for (let i = 0; i < 20; i++) expect((await client.listTools()).tools.length).toBeGreaterThan(10);
+
     // The body limit answers the same on Deno, and the server keeps serving afterwards.
     const big = await fetch(`${url}/mcp`, {
       method: "POST",
