@@ -49,16 +49,15 @@ export async function discoverService(endpoint: string, options: DiscoverOptions
 }
 
 async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise<Discovery> {
+  // Cancelled before it began (the registry is stopping): nothing is started.
+  if (options.signal?.aborted) throw new AppError("unavailable", `discovery of "${endpoint}" was cancelled`);
   const url = new URL(endpoint);
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
   const cancel = () => deadline.abort();
   options.signal?.addEventListener("abort", cancel, { once: true });
-  if (options.signal?.aborted) cancel();
   const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
   const failures: string[] = [];
-  // Cancelled before it began (the registry is stopping): nothing is started.
-  if (options.signal?.aborted) order.length = 0;
   try {
     for (const transport of order) {
       let found: Discovery;
@@ -82,7 +81,6 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", cancel);
   }
-  if (order.length === 0) throw new AppError("unavailable", `discovery of "${endpoint}" was cancelled`);
   throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
 }
 
