@@ -2,6 +2,7 @@
 import { and, asc, count, eq, ne, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
+import { fromCatalogue } from "../../shared/catalogue.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { asJson, atomic, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
@@ -354,9 +355,11 @@ export const servicesTools = [
     output: v.object({ tools: v.array(ToolRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(ctx, input) {
-      const list = JSON.parse(await getToolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
-      // Stringified again: compact whatever the engine's JSON spacing.
-      return { text: JSON.stringify(list), data: { tools: list } };
+      // Kept while the catalogue is unchanged (shared/catalogue.ts); stringified again: compact whatever the engine's spacing.
+      return fromCatalogue(ctx, `get_tools ${input.service_name}`, async () => {
+        const list = JSON.parse(await getToolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
+        return { text: JSON.stringify(list), data: { tools: list } };
+      }, (answer) => answer.text.length * 2);
     },
   }),
   defineTool({

@@ -1,6 +1,6 @@
 /** The registry's tables (PostgreSQL dialect): the same tables, columns and property names as schema.ts. */
 import { sql } from "drizzle-orm";
-import { boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
 
 const now = (column: string) => text(column).notNull().default(sql`to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
 // Identity ids come from sequences, which never hand out a number twice (like SQLite's AUTOINCREMENT).
@@ -78,3 +78,9 @@ export const auditEvents = pgTable("audit_events", {
   outcome: text("outcome").notNull(),
   detail: text("detail").notNull().default(""),
 }, (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)]);
+
+/** One row (id 1): raised by triggers with every catalogue change (see schema.ts). */
+export const catalogueState = pgTable("catalogue_state", {
+  id: integer("id").primaryKey(),
+  generation: bigint("generation", { mode: "number" }).notNull().default(0),
+});

@@ -79,3 +79,13 @@ export const auditEvents = sqliteTable("audit_events", {
   outcome: text("outcome").notNull(),
   detail: text("detail").notNull().default(""),
 }, (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)]);
+
+/**
+ * One row (id 1): a number that database triggers raise in the transaction of every change to what
+ * get_tools and /tools_for_role show (services, tools, roles, tool_roles). A registry keeps an answer
+ * only while this number is unchanged, read from the database on every request (shared/catalogue.ts).
+ */
+export const catalogueState = sqliteTable("catalogue_state", {
+  id: integer("id").primaryKey(),
+  generation: integer("generation").notNull().default(0),
+});
