@@ -2,6 +2,7 @@
 import { setImmediate } from "node:timers";
 import type { Caller } from "./access.ts";
 import { type Ctx, inBackground, perRegistry } from "./context.ts";
+import type { Db } from "./db/db.ts";
 
 export type AuditEntry = { caller: Caller; action: string; target: string; outcome: string; detail?: string };
 
@@ -16,7 +17,24 @@ export function auditTarget(input: unknown): string {
     .map((f) => `${f}=${String(record[f]).slice(0, 200)}`).join(" ");
 }
 
-type Queued = { row: { actor: string; action: string; target: string; outcome: string; detail: string }; stored(): void };
+type AuditRow = { actor: string; action: string; target: string; outcome: string; detail: string };
+type Queued = { row: AuditRow; stored(): void };
+
+function auditRow(entry: AuditEntry): AuditRow {
+  return { actor: entry.caller.label, action: entry.action, target: entry.target, outcome: entry.outcome, detail: entry.detail ?? "" };
+}
+
+/**
+ * The success event of a change, which the change may write in its own transaction (auditedWith):
+ * the change and its record then commit together, with one commit (one fsync) instead of two.
+ * Whoever made it records it after the change unless `written`.
+ */
+export type PendingAudit = { entry: AuditEntry; written: boolean };
+
+/** The insert of a pending success event, for the change's own atomic batch; mark it written once that batch committed. */
+export function auditedWith(ctx: Ctx, q: Db, pending: PendingAudit) {
+  return q.insert(ctx.tables.auditEvents).values(auditRow(pending.entry));
+}
 type AuditQueue = { waiting: Queued[]; writing: boolean };
 
 // Rows per insert: 5 bound parameters each, far under every engine's limit.
@@ -27,7 +45,7 @@ export function recordAudit(ctx: Ctx, entry: AuditEntry): Promise<void> {
   // Group commit: the events of concurrent requests share one multi-row insert (a burst of token reads
   // costs one write, not one each), and each caller still waits for its own row.
   const queue = perRegistry(ctx, "audit queue", (): AuditQueue => ({ waiting: [], writing: false }));
-  const row = { actor: entry.caller.label, action: entry.action, target: entry.target, outcome: entry.outcome, detail: entry.detail ?? "" };
+  const row = auditRow(entry);
   const stored = new Promise<void>((resolve) => queue.waiting.push({ row, stored: resolve }));
   if (!queue.writing) {
     queue.writing = true;

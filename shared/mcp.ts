@@ -7,7 +7,7 @@ import { toJsonSchema } from "@valibot/to-json-schema";
 import type { Context } from "hono";
 import type * as v from "valibot";
 import { type Caller, mayCall, type Principal } from "./access.ts";
-import { auditTarget, recordAudit } from "./audit.ts";
+import { auditTarget, type PendingAudit, recordAudit } from "./audit.ts";
 import type { Ctx } from "./context.ts";
 import { AppError, toToolError } from "./errors.ts";
 import type { AppEnv } from "./http.ts";
@@ -27,7 +27,8 @@ export type ToolDef<S extends v.GenericSchema = v.GenericSchema> = {
   /** Schema of `data` (structuredContent), for tools that return data. */
   output?: v.GenericSchema;
   annotations: Omit<ToolAnnotations, "title">;
-  run(ctx: Ctx, input: v.InferOutput<S>, caller: Caller): Promise<ToolOutput>;
+  /** `audit`: the success event of this call, which a change may write in its own transaction (see PendingAudit). */
+  run(ctx: Ctx, input: v.InferOutput<S>, audit: PendingAudit): Promise<ToolOutput>;
 };
 
 /** Declares a tool; the generic only ties `run`'s input type to the schema. */
@@ -50,8 +51,9 @@ export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Ca
   try {
     if (!tool || !mayCall(caller, `tool ${name}`)) throw new AppError(tool ? "forbidden" : "not_found", `Cannot call tool "${name}": ${tool ? "not allowed for this key" : "no such tool"}`);
     const input = validate(tool.input, args ?? {}, name.replaceAll("_", " "));
-    const out = await tool.run(ctx, input, caller);
-    if (audited) await recordAudit(ctx, { caller, action: name, target: auditTarget(input), outcome: "ok" });
+    const success: PendingAudit = { entry: { caller, action: name, target: auditTarget(input), outcome: "ok" }, written: false };
+    const out = await tool.run(ctx, input, success);
+    if (audited && !success.written) await recordAudit(ctx, success.entry);
     return { content: [{ type: "text", text: out.text }], ...(out.data ? { structuredContent: out.data } : {}) };
   } catch (err) {
     if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: String((err as Error)?.stack ?? err) });

@@ -28,6 +28,10 @@ describe("concurrent add_service in one registry (every engine)", () => {
       expect(text(failed[0])).toBe('Cannot add service "same": a service with that name already exists');
       const list = await (await reg.http("/list_services")).json();
       expect(Object.keys(list.services)).toEqual(["same"]);
+      // The winner's event committed with its service; the loser's insert (and its event) rolled back,
+      // and its failure is recorded once.
+      const events = (await call(a, "list_audit_events", { action: "add_service" })).structuredContent as { events: { outcome: string }[] };
+      expect(events.events.map((e) => e.outcome).sort()).toEqual(["conflict", "ok"]);
     } finally {
       await reg.stop();
       await Promise.all(servers.map((s) => s.stop()));

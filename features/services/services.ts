@@ -2,6 +2,7 @@
 import { and, asc, count, eq, ne, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
+import { auditedWith, type PendingAudit } from "../../shared/audit.ts";
 import { fromCatalogue } from "../../shared/catalogue.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { asJson, atomic, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
@@ -101,7 +102,7 @@ export async function findService(ctx: Ctx, name: string, action = "find service
 }
 
 /** Discovers the service's tools, then writes the service and its tools in one transaction. */
-export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ tools: number }> {
+export async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number }> {
   const { services, tools } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
@@ -127,7 +128,10 @@ export async function addService(ctx: Ctx, input: AddServiceInput): Promise<{ to
       }),
       // Multi-row inserts (one round trip each on PostgreSQL), in slices well under every engine's limit of bound parameters.
       ...slices(found.tools, 500).map((slice) => q.insert(tools).values(slice.map((t) => ({ serviceId, ...t })))),
+      // The audit event commits with the service: one fsync, and no service without its record.
+      ...(audit ? [auditedWith(ctx, q, audit)] : []),
     ]);
+    if (audit) audit.written = true;
   } catch (err) {
     // Another request may have taken the name or endpoint while we were discovering.
     if (isUniqueViolation(err)) await assertFree(ctx, input, action);
@@ -314,8 +318,8 @@ export const servicesTools = [
       "when discovering and refreshing it; stored encrypted, never shown.",
     input: AddServiceInput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
-    async run(ctx, input) {
-      const { tools: count } = await addService(ctx, input);
+    async run(ctx, input, audit) {
+      const { tools: count } = await addService(ctx, input, audit);
       return { text: `Service "${input.service_name}" added with ${count} tool${count === 1 ? "" : "s"}.` };
     },
   }),
