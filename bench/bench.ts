@@ -2,13 +2,14 @@
  * `npm run bench` / `deno task bench`: the registry under load, against baselines measured in the same run.
  *
  * The registry and the baselines each run in their own process, on the runtime running this script
- * (Node with tsx, or Deno), served by @hono/node-server; autocannon drives them from this process, on
- * 127.0.0.1 only, with bounded connections and duration. Prints a table with PASS/MISS per target and
+ * (Node or Deno; the registry as `npm start` or `deno task start` runs it, the baselines with the same
+ * runtime flags), served by @hono/node-server; autocannon drives them from this process, on 127.0.0.1
+ * only, with bounded connections and duration. Prints a table with PASS/MISS per target and
  * writes the results as JSON. Options: --quick, --out <file> (or BENCH_OUT), --duration <s>,
  * --connections <n>, --iterations <n>, --database <postgres://...> (a temporary database on that server).
  */
 import { Buffer } from "node:buffer";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
@@ -119,7 +120,9 @@ async function main(): Promise<void> {
     const fixture = await seedDatabase(database.url, secret);
     log(`seeded ${SHAPE.services} services x ${SHAPE.toolsPerService} tools, ${SHAPE.roles} roles, ${SHAPE.users} users with tokens in ${Math.round(performance.now() - started)} ms`);
 
-    const registry = await startChild("registry", ...runtimeCommand("main.ts"), {
+    const start = startCommand();
+    log(`runtime flags of the registry and the baselines (from ${DENO ? "deno.json" : "package.json"}): ${start.runtimeFlags.join(" ") || "none"}`);
+    const registry = await startChild("registry", ...start.registry, {
       DATABASE_URL: database.url, REGISTRY_SECRET: secret, REGISTRY_SECRET_PREVIOUS: "", REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT,
       REGISTRY_AUTH: "on", MCP_HOST: "127.0.0.1", MCP_PORT: "0", AGENT_REREAD_HOOK: "", REGISTRY_DISCOVERY_TIMEOUT: "",
       // The seeded services do not exist: background refresh would only measure their failures.
@@ -128,9 +131,9 @@ async function main(): Promise<void> {
     stops.push(registry.stop);
     // One process per baseline: a process that has just served MCP loads carries their heap, which made the
     // bare Hono route measured after them up to twice as slow per request as in a fresh process.
-    const hono = await startChild("baseline hono", ...runtimeCommand("bench/baseline.ts", "hono"), {}, /baseline listening on (\d+)/);
+    const hono = await startChild("baseline hono", ...baselineCommand(start.runtimeFlags, "hono"), {}, /baseline listening on (\d+)/);
     stops.push(hono.stop);
-    const sdk = await startChild("baseline sdk", ...runtimeCommand("bench/baseline.ts", "sdk"), {}, /baseline listening on (\d+)/);
+    const sdk = await startChild("baseline sdk", ...baselineCommand(start.runtimeFlags, "sdk"), {}, /baseline listening on (\d+)/);
     stops.push(sdk.stop);
     const servers = { registry, hono, sdk };
 
@@ -482,9 +485,33 @@ async function startChild(what: string, cmd: string, args: string[], env: Record
   return { url: `http://127.0.0.1:${port}`, pid: proc.pid!, output: () => out, stop };
 }
 
-function runtimeCommand(script: string, ...args: string[]): [string, string[]] {
-  // Node 20 cannot run .ts itself: tsx, as `npm start` does. Deno: the permissions of `deno task start`.
-  return DENO ? [process.execPath, ["run", ...DENO_FLAGS, script, ...args]] : [process.execPath, ["--import", "tsx", script, ...args]];
+/**
+ * How `npm start` (package.json) or `deno task start` (deno.json) runs the registry, read from those files
+ * so the benchmark measures exactly what people run: the runtime's flags (V8's memory settings), and on
+ * Node the bundle `npm run build` writes (built here first).
+ */
+function startCommand(): { runtimeFlags: string[]; registry: [string, string[]] } {
+  if (DENO) {
+    const task = JSON.parse(readFileSync(join(ROOT, "deno.json"), "utf8")).tasks.start as string;
+    const [, v8, permissions] = /^deno run (--v8-flags=\S+ )?(.*) main\.ts$/.exec(task) ?? [];
+    if (permissions === undefined) throw new Error(`deno.json's start task is not "deno run <flags> main.ts": ${task}`);
+    const runtimeFlags = v8 ? [v8.trim()] : [];
+    return { runtimeFlags, registry: [process.execPath, ["run", ...runtimeFlags, ...permissions.split(" "), "main.ts"]] };
+  }
+  const { prestart, start } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts as Record<string, string>;
+  const [, flags] = /^node (.*?) ?dist\/main\.mjs$/.exec(start) ?? [];
+  if (flags === undefined || prestart !== "npm run build --silent") throw new Error(`package.json's start is not "npm run build --silent" then "node <flags> dist/main.mjs": ${prestart}; ${start}`);
+  execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
+  const runtimeFlags = flags ? flags.split(" ") : [];
+  return { runtimeFlags, registry: [process.execPath, [...runtimeFlags, "dist/main.mjs"]] };
+}
+
+// A baseline runs with the registry's runtime flags (same runtime, same settings): the ratios then measure
+// the registry's own cost. Node 20 cannot run .ts itself: tsx (the baselines are not bundled).
+function baselineCommand(runtimeFlags: string[], kind: "hono" | "sdk"): [string, string[]] {
+  return DENO
+    ? [process.execPath, ["run", ...runtimeFlags, ...DENO_FLAGS, "bench/baseline.ts", kind]]
+    : [process.execPath, [...runtimeFlags, "--import", "tsx", "bench/baseline.ts", kind]];
 }
 
 async function seedDatabase(url: string, secret: string): Promise<Fixture> {

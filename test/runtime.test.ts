@@ -1,4 +1,4 @@
-/** Process-level tests: the registry as people start it, with `node --import tsx main.ts` and `deno task start`. */
+/** Process-level tests: the registry as people start it, with `npm start`, `node --import tsx main.ts` and `deno task start`. */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -18,11 +18,11 @@ function baseUrl(output: string): string {
   return READY.exec(output)![1];
 }
 
-describe("node --import tsx main.ts", () => {
-  it("starts on MCP_PORT with a file database, answers /health, and stops cleanly on SIGTERM", async () => {
+describe("npm start (the bundle of main.ts), and node --import tsx main.ts", () => {
+  it("npm start: starts on MCP_PORT with a file database, answers /health and /mcp, and stops cleanly on SIGTERM", async () => {
     const port = await freePort();
     const db = join(tempDir(), "r.db");
-    const reg = await spawnUntil(process.execPath, ["--import", "tsx", "main.ts"], {
+    const reg = await spawnUntil("npm", ["start", "--silent"], {
       env: { ...CLEAN_ENV, MCP_PORT: String(port), DATABASE_URL: `file:${db}` },
       ready: READY,
     });
@@ -36,9 +36,16 @@ describe("node --import tsx main.ts", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: "healthy", service: "mcp-server" });
     expect(existsSync(db)).toBe(true);
+    // The bundle found the migrations and its dependencies: a tool call reads the migrated database.
+    const client = await connectClient(`${url}/mcp`);
+    expect(text(await call(client, "list_services"))).toBe("[]");
+    await client.close();
 
+    // SIGTERM to the process group, as a terminal's Ctrl-C or a service manager does (npm itself does not
+    // pass a SIGTERM sent to it alone on: docs/deployment.md).
     await reg.stop();
-    expect(reg.proc.exitCode).toBe(0);
+    await expect(fetch(`${url}/health`)).rejects.toThrow();
+    expect(reg.output()).not.toMatch(/ERROR|ERR!/);
   });
 
   // Concurrent: each case is a separate process start, and they do not share anything.

@@ -1,4 +1,5 @@
 /** Opening the database (SQLite/libSQL or PostgreSQL), migrations, and the few engine-specific helpers. */
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@libsql/client";
@@ -19,7 +20,9 @@ export type Db = LibSQLDatabase<Tables>;
 export type Engine = "sqlite" | "postgres";
 export type Store = { db: Db; tables: Tables; engine: Engine; close(): Promise<void> };
 
-const MIGRATIONS = resolve(dirname(fileURLToPath(import.meta.url)), "../../drizzle");
+// The project's drizzle/ folder: two levels up from this file (shared/db/), one from the bundle `npm start` runs (dist/).
+const HERE = dirname(fileURLToPath(import.meta.url));
+const MIGRATIONS = existsSync(resolve(HERE, "../drizzle")) ? resolve(HERE, "../drizzle") : resolve(HERE, "../../drizzle");
 
 /** True for a postgres:// or postgresql:// URL. */
 export function isPostgresUrl(url: string): boolean {
