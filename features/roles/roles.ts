@@ -123,24 +123,28 @@ export async function detachRoleFromTool(ctx: Ctx, input: ToolRoleInput): Promis
   return { detached: deleted.length > 0, label: link.label };
 }
 
+const encoder = new TextEncoder();
+
 /**
- * The tools explicitly attached to a role (none for an unknown role), by service name then tool id, as the
- * JSON text of an array of {id, name, description, service_name}: agents ask before each message and a
- * role may have hundreds of tools, so the rows are not mapped to objects first (see jsonRows).
+ * The body of POST /tools_for_role: `{"tools":[...]}` with the tools explicitly attached to a role (none
+ * for an unknown role), by service name then tool id, each {id, name, description, service_name}, as
+ * UTF-8 bytes. Agents ask before each message and a role may have hundreds of tools, so the database
+ * builds the JSON text (jsonRows), and the body is encoded once and kept while the catalogue is unchanged
+ * (shared/catalogue.ts): the 200-row join and encoding 31 KB cost more than the rest of the request.
  */
-export async function toolsForRoleJson(ctx: Ctx, input: ToolsForRoleInput): Promise<string> {
-  // Kept while the catalogue is unchanged (shared/catalogue.ts): the 200-row join costs more than the request.
-  return fromCatalogue(ctx, `tools_for_role ${input.role}`, () => {
+export async function toolsForRoleBody(ctx: Ctx, input: ToolsForRoleInput): Promise<Uint8Array<ArrayBuffer>> {
+  return fromCatalogue(ctx, `tools_for_role ${input.role}`, async () => {
     const { roles, tools, toolRoles, services } = ctx.tables;
     const fields = { id: tools.id, name: tools.name, description: tools.description, service_name: services.name };
-    return jsonRows(ctx, "tools_for_role", fields, sql`${services.name}, ${tools.id}`, (selected) =>
+    const json = await jsonRows(ctx, "tools_for_role", fields, sql`${services.name}, ${tools.id}`, (selected) =>
       ctx.db.select(selected)
         .from(toolRoles)
         .innerJoin(roles, eq(roles.id, toolRoles.roleId))
         .innerJoin(tools, eq(tools.id, toolRoles.toolId))
         .innerJoin(services, eq(services.id, tools.serviceId))
         .where(eq(roles.name, sql.placeholder("role"))), { role: input.role });
-  }, (json) => json.length);
+    return encoder.encode(`{"tools":${json}}`);
+  }, (body) => body.byteLength);
 }
 
 /** A role's default system prompt; "" for no role or an unknown one. */
@@ -227,8 +231,7 @@ export const rolesTools = [
 export const rolesRoutes = new Hono<AppEnv>()
   .post("/tools_for_role", async (c) => {
     const input = await readInput(c, ToolsForRoleInput, "get tools for role");
-    // The array comes as JSON text from the database: spliced in, not parsed and serialized again.
-    return c.body(`{"tools":${await toolsForRoleJson(c.get("ctx"), input)}}`, 200, { "content-type": "application/json" });
+    return c.body(await toolsForRoleBody(c.get("ctx"), input), 200, { "content-type": "application/json" });
   })
   .post("/system_prompt_for_role", async (c) => {
     const input = await readInput(c, PromptForRoleInput, "get system prompt for role");

@@ -44,7 +44,7 @@ async function openSqlite(url: string): Promise<Store> {
   return { db, tables: schema, engine: "sqlite", close: async () => client.close() };
 }
 
-type NativeStatement = { run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[]; get(...params: unknown[]): unknown; raw(on: boolean): NativeStatement };
+type NativeStatement = { reader: boolean; run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[]; get(...params: unknown[]): unknown; raw(on: boolean): NativeStatement };
 type NativeDb = { prepare(text: string): NativeStatement; exec(text: string): void; transaction<T>(fn: () => T): () => T; close(): void };
 
 // A local file (or :memory:) on one connection of `libsql` (the engine under @libsql/client), each
@@ -63,15 +63,16 @@ async function openLocalSqlite(url: string): Promise<Store> {
     if (!statement) {
       // Bounded: a multi-row insert has a text per row count.
       if (statements.size >= 500) statements.clear();
+      // drizzle maps rows given as arrays of column values: raw mode, set once (each toggle is a native call).
       statement = native.prepare(text);
+      if (statement.reader) statement.raw(true);
       statements.set(text, statement);
     }
     if (method === "run") {
       statement.run(...params);
       return { rows: [] };
     }
-    // drizzle maps rows given as arrays of column values.
-    return { rows: method === "get" ? statement.raw(true).get(...params) as unknown[] : statement.raw(true).all(...params) };
+    return { rows: method === "get" ? statement.get(...params) as unknown[] : statement.all(...params) };
   };
   const { drizzle: drizzleProxy } = await import("drizzle-orm/sqlite-proxy");
   const { migrate: migrateProxy } = await import("drizzle-orm/sqlite-proxy/migrator");
