@@ -74,7 +74,7 @@ type Load = {
   check(body: unknown, i: number): string | null;
 };
 
-type Settings = { quick: boolean; duration: number; warmup: number; connections: number; iterations: number; baselineRuns: number };
+type Settings = { quick: boolean; duration: number; warmup: number; connections: number; iterations: number };
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -94,8 +94,6 @@ async function main(): Promise<void> {
     warmup: quick ? 0.5 : 2,
     connections: Number(values.connections ?? 50),
     iterations: Number(values.iterations ?? (quick ? 3 : 20)),
-    // Baselines before and after the registry's scenarios (their drift tells how noisy the machine was).
-    baselineRuns: quick ? 1 : 2,
   };
   const out = values.out ?? process.env.BENCH_OUT ?? join(ROOT, "bench/results.json");
   const runtime = DENO ? `deno ${process.versions.deno}` : `node ${process.versions.node}`;
@@ -146,23 +144,31 @@ async function main(): Promise<void> {
       await measure(server.url, load, settings.warmup, settings.connections, server.pid);
       const m = await measure(server.url, load, settings.duration, settings.connections, server.pid);
       measured.set(load.name, [...(measured.get(load.name) ?? []), m]);
-      log(`${load.name}: ${Math.round(m.reqPerSec)} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms`);
+      // The registry's peak RSS so far: which scenario drives it.
+      const rss = load.server === "registry" ? `, registry peak RSS so far ${peakRss(server.pid)} MB` : "";
+      log(`${load.name}: ${Math.round(m.reqPerSec)} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms${rss}`);
+      return m;
     };
     started = performance.now();
     // Unrecorded: the load generator and the baselines settle first (a runtime's first seconds are slower).
     if (!quick) for (const load of baselines) await measure(servers[load.server].url, load, settings.warmup * 2, settings.connections, servers[load.server].pid);
-    for (const load of baselines) await run(load);
-    for (const load of loads.filter((l) => l.server === "registry")) await run(load);
-    if (settings.baselineRuns > 1) for (const load of baselines) await run(load);
+    // Each scenario runs right after a run of its baseline, and its ratio is taken against that run: this
+    // VM's speed drifts by up to 70% over a benchmark, and adjacent runs share the same conditions.
+    const paired = new Map<string, Measured>();
+    for (const load of loads.filter((l) => l.server === "registry")) {
+      paired.set(load.name, await run(loads.find((l) => l.name === load.vs)!));
+      await run(load);
+    }
 
     const sequential = await discoveryScenario(registry.url, settings.iterations);
+    log(`registry peak RSS after add_service/remove_service: ${peakRss(registry.pid)} MB`);
     const peakRssMb = peakRss(registry.pid);
     const baselineRssMb = { hono: peakRss(hono.pid), sdk: peakRss(sdk.pid) };
     log(`scenarios done in ${Math.round((performance.now() - started) / 1000)} s`);
     const errors = registry.output().split("\n").filter((line) => / ERROR /.test(line));
     if (errors.length) log(`the registry logged ${errors.length} error(s) during the run, first: ${errors[0]}`);
 
-    const results = summarize(loads, measured, sequential);
+    const results = summarize(loads, measured, paired, sequential);
     const targets = checkTargets(results, peakRssMb);
     const drift = baselineDrift(baselines, measured);
     const report = {
@@ -358,7 +364,7 @@ async function bareDiscovery(endpoint: string): Promise<number> {
   }
 }
 
-function summarize(loads: Load[], measured: Map<string, Measured[]>, seq: Sequential): ScenarioResult[] {
+function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map<string, Measured>, seq: Sequential): ScenarioResult[] {
   const avg = (name: string) => {
     const runs = measured.get(name)!;
     const m = (f: (r: Measured) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
@@ -372,7 +378,8 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, seq: Sequen
   };
   const rows: ScenarioResult[] = loads.map((l) => {
     const a = avg(l.name);
-    const base = avg(l.vs);
+    // A scenario against the baseline run just before it; a baseline row is the mean of its runs.
+    const base = paired.get(l.name) ?? avg(l.vs);
     const cpuRatio = a.cpuUsPerReq && base.cpuUsPerReq ? base.cpuUsPerReq / a.cpuUsPerReq : null;
     return { name: l.name, kind: "load", vs: l.vs, ...a, ratio: a.reqPerSec / base.reqPerSec, cpuRatio };
   });
@@ -398,16 +405,15 @@ function checkTargets(rows: ScenarioResult[], peakRssMb: number | null): Target[
   ];
 }
 
-// How much the baselines moved between their runs before and after the registry's scenarios.
+// How far each baseline's runs spread over the benchmark ((max - min) / mean): how much the machine
+// drifted, which the paired ratios avoid but the baseline rows (means of the runs) carry.
 function baselineDrift(baselines: Load[], measured: Map<string, Measured[]>): Record<string, number> | null {
   const out: Record<string, number> = {};
   for (const b of baselines) {
-    const runs = measured.get(b.name)!;
-    if (runs.length < 2) return null;
-    const [a, z] = [runs[0].reqPerSec, runs[runs.length - 1].reqPerSec];
-    out[b.name] = Math.round(Math.abs(a - z) / ((a + z) / 2) * 100);
+    const runs = measured.get(b.name)!.map((r) => r.reqPerSec);
+    if (runs.length >= 2) out[b.name] = Math.round((Math.max(...runs) - Math.min(...runs)) / mean(runs) * 100);
   }
-  return out;
+  return Object.keys(out).length ? out : null;
 }
 
 function formatReport(runtime: string, engine: string, rows: ScenarioResult[], targets: Target[], rss: { registry: number | null; hono: number | null; sdk: number | null }, drift: Record<string, number> | null): string {
@@ -442,7 +448,7 @@ function formatReport(runtime: string, engine: string, rows: ScenarioResult[], t
     "",
     ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
     rss.registry === null ? "peak RSS: not measured (needs /proc)" : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,
-    drift ? `baseline drift between their runs before and after the registry's: ${Object.entries(drift).map(([k, v]) => `${k} ${v}%`).join(", ")}${noisy ? " — ratios are no more precise than that" : ""}` : null,
+    drift ? `spread of the baselines' runs over the benchmark: ${Object.entries(drift).map(([k, v]) => `${k} ${v}%`).join(", ")}${noisy ? " — the machine drifted; each ratio is taken against the baseline run just before its scenario" : ""}` : null,
   ].filter((line) => line !== null).join("\n");
 }
 
