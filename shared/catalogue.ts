@@ -15,14 +15,13 @@ type Memo = { answers: Map<string, Kept>; size: number };
 const MAX_ANSWERS = 1000;
 const MAX_SIZE = 8_000_000;
 
-/** The catalogue generation now, as the database has it. */
-export async function catalogueGeneration(ctx: Ctx): Promise<number> {
+/** The catalogue generation now, as the database has it; null if its row is gone (then nothing is kept). */
+export async function catalogueGeneration(ctx: Ctx): Promise<number | null> {
   const row = await firstRow(prepareOnce(ctx, "catalogue_generation", () => {
     const { catalogueState } = ctx.tables;
     return ctx.db.select({ generation: catalogueState.generation }).from(catalogueState).where(sql`${catalogueState.id} = 1`);
   }), {});
-  // Number(): PostgreSQL's bigint comes as a number by the schema's mode, SQLite's integer as a number.
-  return Number(row?.generation ?? 0);
+  return row ? Number(row.generation) : null;
 }
 
 /**
@@ -34,6 +33,8 @@ export async function catalogueGeneration(ctx: Ctx): Promise<number> {
 export async function fromCatalogue<T>(ctx: Ctx, key: string, compute: () => Promise<T>, size: (value: T) => number): Promise<T> {
   const memo = perRegistry(ctx, "catalogue answers", (): Memo => ({ answers: new Map(), size: 0 }));
   const generation = await catalogueGeneration(ctx);
+  // Without its row no trigger can raise the number: every answer is computed anew.
+  if (generation === null) return compute();
   const kept = memo.answers.get(key);
   if (kept && kept.generation === generation) return kept.value as T;
   const value = await compute();

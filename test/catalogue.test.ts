@@ -127,8 +127,20 @@ describe("answers kept per catalogue generation follow every change (every engin
     expect((await call(await reg.client(), "get_tools", { service_name: "svc" })).isError).toBe(true);
   });
 
+  it("without its catalogue_state row (deleted by hand) nothing is kept, and every answer is current", async () => {
+    await admin(reg, "attach_role_to_tool", { tool_id: ids.alpha, role_name: "analyst" });
+    expect((await toolsForRole(reg, "analyst")).map((t) => t.name)).toEqual(["alpha"]);
+    await reg.ctx.db.delete(reg.ctx.tables.catalogueState);
+    expect(await catalogueGeneration(reg.ctx)).toBeNull();
+    expect((await toolsForRole(reg, "analyst")).map((t) => t.name)).toEqual(["alpha"]);
+    await admin(reg, "attach_role_to_tool", { tool_id: ids.beta, role_name: "analyst" });
+    expect((await toolsForRole(reg, "analyst")).map((t) => t.name)).toEqual(["alpha", "beta"]);
+    expect((await getTools(reg, "svc")).map((t) => t.roles)).toEqual([["analyst"], ["analyst"]]);
+  });
+
   it("changes that do not touch these answers leave the generation alone; catalogue changes raise it", async () => {
-    const start = await catalogueGeneration(reg.ctx);
+    const start = (await catalogueGeneration(reg.ctx))!;
+    expect(start).toBeTypeOf("number");
     await admin(reg, "set_role_system_prompt", { role_name: "analyst", default_system_prompt: "Be brief." });
     await admin(reg, "assign_role_to_user", { user_id: "ann", role_name: "analyst" });
     await admin(reg, "update_service", { service_name: "svc", description: "New description" });
@@ -137,7 +149,7 @@ describe("answers kept per catalogue generation follow every change (every engin
     expect(await catalogueGeneration(reg.ctx)).toBe(start);
 
     await admin(reg, "attach_role_to_tool", { tool_id: ids.beta, role_name: "analyst" });
-    const attached = await catalogueGeneration(reg.ctx);
+    const attached = (await catalogueGeneration(reg.ctx))!;
     expect(attached).toBeGreaterThan(start);
     await admin(reg, "create_role", { role_name: "other" });
     expect(await catalogueGeneration(reg.ctx)).toBeGreaterThan(attached);

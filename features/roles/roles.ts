@@ -2,8 +2,8 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import { type Ctx, firstRow, jsonRows, prepareOnce } from "../../shared/context.ts";
 import { fromCatalogue } from "../../shared/catalogue.ts";
+import { type Ctx, firstRow, jsonRows, prepareOnce } from "../../shared/context.ts";
 import { isUniqueViolation } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
