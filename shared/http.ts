@@ -8,7 +8,7 @@ import type { Ctx } from "./context.ts";
 import { AppError, toHttpError } from "./errors.ts";
 import { validate } from "./validate.ts";
 
-export type AppEnv = { Variables: { ctx: Ctx; caller: Caller; requestId: string } };
+export type AppEnv = { Variables: { ctx: Ctx; caller: Caller } };
 
 /** Largest request body accepted anywhere (bigger: 413). */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -72,12 +72,11 @@ async function recoverGetBody(c: Context<AppEnv>, action: string): Promise<void>
   if (size > 0) c.req.bodyCache.text = text + decoder.decode();
 }
 
-/** Middleware: request id, context, caller resolution and the access rule of the route. */
+/** Middleware: context, caller resolution and the access rule of the route. */
 export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<AppEnv> {
   const guardHost = isLoopback(ctx.config.host);
   return async (c, next) => {
     c.set("ctx", ctx);
-    c.set("requestId", crypto.randomUUID().slice(0, 8));
     const path = c.req.path.replace(/\/+$/, "") || "/";
     if (path === "/mcp" && guardHost) rejectForeignHost(c.req.header("host"), c.req.header("origin"));
     const rule = path === "/mcp" ? "MCP" : `${c.req.method === "HEAD" ? "GET" : c.req.method} ${path}`;
@@ -131,7 +130,8 @@ export const limitBody: MiddlewareHandler<AppEnv> = (c, next) => {
 
 /** Maps any error to its JSON error body; internal errors are logged with the request id only. */
 export function onHttpError(err: Error, c: Context<AppEnv>): Response {
-  const requestId = c.get("requestId") ?? "-";
+  // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
+  const requestId = crypto.randomUUID().slice(0, 8);
   const { status, body } = toHttpError(err, requestId);
   if (status === 500) c.get("ctx")?.log.error("Internal error", { requestId, path: c.req.path, error: String(err?.stack ?? err) });
   return c.json(body, status as 400);

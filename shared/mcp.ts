@@ -44,7 +44,6 @@ function jsonSchema(schema: v.GenericSchema): ListedTool["inputSchema"] {
 
 /** Runs one tool call for a caller: access rule, input validation, errors mapped to tool results. */
 export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Caller, name: string, args: unknown): Promise<CallToolResult> {
-  const requestId = crypto.randomUUID().slice(0, 8);
   const tool = tools.get(name);
   // Every call of a tool that changes something is audited, allowed or not, succeeded or not.
   const audited = !tool || !tool.annotations.readOnlyHint;
@@ -56,6 +55,8 @@ export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Ca
     if (audited && !success.written) await recordAudit(ctx, success.entry);
     return { content: [{ type: "text", text: out.text }], ...(out.data ? { structuredContent: out.data } : {}) };
   } catch (err) {
+    // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
+    const requestId = crypto.randomUUID().slice(0, 8);
     if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: String((err as Error)?.stack ?? err) });
     if (audited) await recordAudit(ctx, { caller, action: name, target: auditTarget(args), outcome: err instanceof AppError ? err.code : "internal" });
     return toToolError(err, requestId);

@@ -1,9 +1,10 @@
 /** Issue 5: who may call what — generated matrix over every tool and route, secure defaults, audit. */
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allTools, createApp } from "../registry.ts";
 import { mayCall, type Principal } from "../shared/access.ts";
 import { loadConfig } from "../shared/config.ts";
-import { call, connectClient, type Spawned, startEverything, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
+import { call, connectClient, ENGINE, type Spawned, startEverything, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";
 const ADMIN2 = "admin-key-rotated-abcdef0123";
@@ -253,5 +254,30 @@ describe("transport protections", () => {
     const res = await reg.http("/mcp", { method: "POST", key: ADMIN, headers, body: big });
     expect(res.status).toBe(413);
     expect(await res.json()).toEqual({ error: { code: "payload_too_large", message: "Request body exceeds 1048576 bytes" } });
+  });
+});
+
+describe("internal errors", () => {
+  it("answer 500 / a tool error naming a request id that the log line carries, and never show SQL", async () => {
+    const reg = await startTestRegistry();
+    try {
+      // A table the registry needs, gone: every engine then fails the query with its own SQL error.
+      const rename = sql`alter table users rename to users_gone`;
+      await (ENGINE === "postgres" ? (reg.ctx.db as unknown as { execute(q: typeof rename): Promise<unknown> }).execute(rename) : reg.ctx.db.run(rename));
+      const res = await reg.http("/role_for_user", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: "ann" }) });
+      expect(res.status).toBe(500);
+      const { error } = await res.json();
+      expect(error.code).toBe("internal");
+      const [, httpId] = /^Internal error \(request ([0-9a-f]{8})\)$/.exec(error.message)!;
+      const result = await call(await reg.client(), "list_users");
+      expect(result.isError).toBe(true);
+      const [, toolId] = /^Internal error \(request ([0-9a-f]{8})\)$/.exec(text(result))!;
+      expect(toolId).not.toBe(httpId);
+      const logs = reg.logs.join("\n");
+      for (const id of [httpId, toolId]) expect(logs).toMatch(new RegExp(`ERROR Internal error .*${id}`));
+      expect(JSON.stringify(error) + text(result)).not.toMatch(/users|sql|select/i);
+    } finally {
+      await reg.stop();
+    }
   });
 });
