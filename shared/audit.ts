@@ -35,6 +35,7 @@ export type PendingAudit = { entry: AuditEntry; written: boolean };
 export function auditedWith(ctx: Ctx, q: Db, pending: PendingAudit) {
   return q.insert(ctx.tables.auditEvents).values(auditRow(pending.entry));
 }
+
 type AuditQueue = { waiting: Queued[]; writing: boolean };
 
 // Rows per insert: 5 bound parameters each, far under every engine's limit.

@@ -285,8 +285,21 @@ function describeDiff(diff: CatalogueDiff): string {
   return parts.length ? parts.join("; ") : "no tool changes";
 }
 
-/** A service's tools with the names of the roles attached to each, as JSON text of [{id, name, description, roles}]. */
-export async function getToolsJson(ctx: Ctx, input: ServiceNameInput): Promise<string> {
+/**
+ * A service's tools with the names of the roles attached to each ({id, name, description, roles}), and
+ * their compact JSON text: agents call this often, so the answer is kept while the catalogue is
+ * unchanged (shared/catalogue.ts).
+ */
+export async function getTools(ctx: Ctx, input: ServiceNameInput): Promise<{ list: v.InferOutput<typeof ToolRow>[]; text: string }> {
+  return fromCatalogue(ctx, `get_tools ${input.service_name}`, async () => {
+    // Parsed and stringified again: compact whatever the engine's JSON spacing.
+    const list = JSON.parse(await toolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
+    return { list, text: JSON.stringify(list) };
+  }, (answer) => answer.text.length * 2);
+}
+
+// The tools as JSON text, built by the database.
+async function toolsJson(ctx: Ctx, input: ServiceNameInput): Promise<string> {
   // One statement prepared once per registry, its answer built by the database: agents call this often.
   const row = await firstRow(prepareOnce(ctx, "get_tools", () => {
     const { services, tools, toolRoles, roles } = ctx.tables;
@@ -359,11 +372,8 @@ export const servicesTools = [
     output: v.object({ tools: v.array(ToolRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(ctx, input) {
-      // Kept while the catalogue is unchanged (shared/catalogue.ts); stringified again: compact whatever the engine's spacing.
-      return fromCatalogue(ctx, `get_tools ${input.service_name}`, async () => {
-        const list = JSON.parse(await getToolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
-        return { text: JSON.stringify(list), data: { tools: list } };
-      }, (answer) => answer.text.length * 2);
+      const { list, text } = await getTools(ctx, input);
+      return { text, data: { tools: list } };
     },
   }),
   defineTool({
