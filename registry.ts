@@ -37,8 +37,8 @@ export type Registry = { url: string; port: number; ctx: Ctx; keys: KeyRing; clo
 /** Opens the vault and the store (migrated, stored tokens checked against the key): what every entry point needs. */
 export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx; close(): Promise<void> }> {
   const vault = await openVault(config, log);
-  const store: Store = await openStore(config.databaseUrl);
-  const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, config, log, vault, background: new Set() };
+  const store: Store = await openStore(config.databaseUrl, { sqliteSync: config.sqliteSync, busyTimeoutMs: config.busyTimeoutMs });
+  const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, ready: store.ready, config, log, vault, background: new Set() };
   // A key that cannot read the stored tokens stops start-up here, not at the first /token (or refresh).
   await reencryptUserTokens(ctx).then(() => reencryptDiscoveryTokens(ctx)).catch(async (err) => {
     await store.close();

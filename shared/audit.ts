@@ -3,6 +3,7 @@ import { setImmediate } from "node:timers";
 import type { Caller } from "./access.ts";
 import { type Ctx, inBackground, perRegistry } from "./context.ts";
 import type { Db } from "./db/db.ts";
+import { AppError, recognizeError } from "./errors.ts";
 
 export type AuditEntry = { caller: Caller; action: string; target: string; outcome: string; detail?: string };
 
@@ -65,12 +66,38 @@ async function writeQueued(ctx: Ctx, queue: AuditQueue): Promise<void> {
       try {
         await ctx.db.insert(ctx.tables.auditEvents).values(batch.map((q) => q.row));
       } catch (err) {
-        const actions = [...new Set(batch.map((q) => q.row.action))];
-        ctx.log.error(`Cannot write audit event${batch.length === 1 ? "" : `s (${batch.length})`}`, { action: actions.join(","), reason: String((err as Error).message) });
+        // A busy or unreachable database: the callers have their answer; their events are written later.
+        if (recognizeError(err) instanceof AppError) retryLater(ctx, batch.map((q) => q.row));
+        else logLost(ctx, batch.map((q) => q.row), err);
       }
       for (const q of batch) q.stored();
     }
   } finally {
     queue.writing = false;
   }
+}
+
+const RETRY_DELAYS_MS = [1000, 2000, 5000, 10_000, 30_000];
+
+// Writes events the database refused for being busy or unreachable, after growing pauses; logs them as lost at the end.
+function retryLater(ctx: Ctx, rows: AuditRow[]): void {
+  inBackground(ctx, "Audit write", async () => {
+    let last: unknown;
+    for (const delay of RETRY_DELAYS_MS) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      try {
+        await ctx.db.insert(ctx.tables.auditEvents).values(rows);
+        return;
+      } catch (err) {
+        last = err;
+      }
+    }
+    logLost(ctx, rows, last);
+  });
+}
+
+function logLost(ctx: Ctx, rows: AuditRow[], err: unknown): void {
+  const actions = [...new Set(rows.map((r) => r.action))];
+  const known = recognizeError(err);
+  ctx.log.error(`Cannot write audit event${rows.length === 1 ? "" : `s (${rows.length})`}`, { action: actions.join(","), reason: known instanceof AppError ? known.message : "database error" });
 }

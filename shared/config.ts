@@ -19,6 +19,10 @@ export type Config = {
   secret: Uint8Array | null;
   /** REGISTRY_SECRET_PREVIOUS: the key being rotated out; its tokens are re-encrypted at start-up. */
   previousSecret: Uint8Array | null;
+  /** REGISTRY_SQLITE_SYNC: "full" (every commit on disk before it is acknowledged) or "normal" (the last commits may be lost on power loss). */
+  sqliteSync: "full" | "normal";
+  /** REGISTRY_SQLITE_BUSY_TIMEOUT: how long a write waits while another process holds a local SQLite file's write lock. */
+  busyTimeoutMs: number;
 };
 
 /** Thrown for a bad setting; its message is the one line start-up prints. */
@@ -55,6 +59,11 @@ const VARIABLES = {
   REGISTRY_AUTH: { schema: v.picklist(["on", "off"], 'must be "on" or "off"'), fallback: "on" },
   REGISTRY_SECRET: { schema: secretKey(), fallback: "" },
   REGISTRY_SECRET_PREVIOUS: { schema: secretKey(), fallback: "" },
+  REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
+  REGISTRY_SQLITE_BUSY_TIMEOUT: {
+    schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
+    fallback: "5",
+  },
 } as const;
 
 // A 32-byte AES key in base64, e.g. from `openssl rand -base64 32`.
@@ -99,6 +108,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     auth: read("REGISTRY_AUTH") as "on" | "off",
     secret: read("REGISTRY_SECRET") as Uint8Array | null,
     previousSecret: read("REGISTRY_SECRET_PREVIOUS") as Uint8Array | null,
+    sqliteSync: read("REGISTRY_SQLITE_SYNC") as "full" | "normal",
+    busyTimeoutMs: Math.round((read("REGISTRY_SQLITE_BUSY_TIMEOUT") as number) * 1000),
   };
   if (config.previousSecret && !config.secret) throw new ConfigError("Invalid configuration: REGISTRY_SECRET_PREVIOUS is set but REGISTRY_SECRET (the new key) is not");
   return config;

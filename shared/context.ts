@@ -11,6 +11,8 @@ export type Ctx = {
   /** The tables of the engine in use: take tables from here, never import them. */
   tables: Tables;
   engine: Engine;
+  /** Resolves when the database answers within the deadline (see Store.ready); /ready asks it. */
+  ready(deadlineMs: number): Promise<void>;
   config: Config;
   log: Log;
   /** Encrypts and decrypts user tokens (key loaded once at start-up). */

@@ -17,17 +17,34 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 /** An expected failure with a message safe to show to the caller. */
 export class AppError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** An HTTP status other than the code's (503 for a busy database, 502 for a failing downstream service). */
+  readonly status: number;
+  constructor(code: ErrorCode, message: string, status: number = ERROR_STATUS[code]) {
     super(message);
     this.code = code;
+    this.status = status;
     this.name = "AppError";
   }
+}
+
+// What a database driver says when it cannot be reached or is shutting down, along an error's cause chain:
+// PostgreSQL's connection classes (08, 57P0x, 53300 too many connections, 3D000 database gone), postgres.js' and Node's own codes.
+const UNREACHABLE = /^(08...|57P0[1-3]|53300|3D000|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|CONNECTION_(CLOSED|ENDED|DESTROYED)|CONNECT_TIMEOUT)$/;
+
+/** The AppError an expected failure of the platform stands for (an unreachable database), or the error itself. */
+export function recognizeError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e instanceof AppError) return e;
+    if (typeof e.code === "string" && UNREACHABLE.test(e.code)) return new AppError("unavailable", "The database is unavailable; try again", 503);
+  }
+  return err;
 }
 
 /** HTTP status and JSON body for any thrown value; internals never leak. */
 export function toHttpError(err: unknown, requestId: string): { status: number; body: { error: { code: string; message: string } } } {
   if (err instanceof AppError) {
-    return { status: ERROR_STATUS[err.code], body: { error: { code: err.code, message: err.message } } };
+    return { status: err.status, body: { error: { code: err.code, message: err.message } } };
   }
   return { status: 500, body: { error: { code: "internal", message: `Internal error (request ${requestId})` } } };
 }

@@ -5,7 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import * as v from "valibot";
 import { type Caller, isLoopback, type KeyRing, mayCall } from "./access.ts";
 import type { Ctx } from "./context.ts";
-import { AppError, toHttpError } from "./errors.ts";
+import { AppError, recognizeError, toHttpError } from "./errors.ts";
 import { validate } from "./validate.ts";
 
 export type AppEnv = { Variables: { ctx: Ctx; caller: Caller } };
@@ -132,7 +132,9 @@ export const limitBody: MiddlewareHandler<AppEnv> = (c, next) => {
 export function onHttpError(err: Error, c: Context<AppEnv>): Response {
   // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
   const requestId = crypto.randomUUID().slice(0, 8);
-  const { status, body } = toHttpError(err, requestId);
+  const { status, body } = toHttpError(recognizeError(err), requestId);
   if (status === 500) c.get("ctx")?.log.error("Internal error", { requestId, path: c.req.path, error: String(err?.stack ?? err) });
+  // A busy or unreachable database is worth another try shortly.
+  if (status === 503) c.header("Retry-After", "1");
   return c.json(body, status as 400);
 }

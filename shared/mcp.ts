@@ -9,7 +9,7 @@ import type * as v from "valibot";
 import { type Caller, mayCall, type Principal } from "./access.ts";
 import { auditTarget, type PendingAudit, recordAudit } from "./audit.ts";
 import type { Ctx } from "./context.ts";
-import { AppError, toToolError } from "./errors.ts";
+import { AppError, recognizeError, toToolError } from "./errors.ts";
 import type { AppEnv } from "./http.ts";
 import { validate } from "./validate.ts";
 
@@ -54,7 +54,8 @@ export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Ca
     const out = await tool.run(ctx, input, success);
     if (audited && !success.written) await recordAudit(ctx, success.entry);
     return { content: [{ type: "text", text: out.text }], ...(out.data ? { structuredContent: out.data } : {}) };
-  } catch (err) {
+  } catch (thrown) {
+    const err = recognizeError(thrown);
     // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
     const requestId = crypto.randomUUID().slice(0, 8);
     if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: String((err as Error)?.stack ?? err) });

@@ -27,6 +27,8 @@ describe("loadConfig", () => {
       adminKeys: [],
       agentKeys: [],
       auth: "on",
+      sqliteSync: "full",
+      busyTimeoutMs: 5000,
     });
   });
 
@@ -47,6 +49,8 @@ describe("loadConfig", () => {
       REGISTRY_ADMIN_KEYS: admin,
       REGISTRY_AGENT_KEYS: ` ${agent1} , ${agent2},`,
       REGISTRY_AUTH: "off",
+      REGISTRY_SQLITE_SYNC: "normal",
+      REGISTRY_SQLITE_BUSY_TIMEOUT: "0.5",
     })).toMatchObject({
       host: "0.0.0.0",
       port: 9001,
@@ -56,6 +60,8 @@ describe("loadConfig", () => {
       adminKeys: [admin],
       agentKeys: [agent1, agent2],
       auth: "off",
+      sqliteSync: "normal",
+      busyTimeoutMs: 500,
     });
   });
 
@@ -81,6 +87,9 @@ describe("loadConfig", () => {
     [{ REGISTRY_DISCOVERY_TIMEOUT: "ten" }, 'Invalid configuration: REGISTRY_DISCOVERY_TIMEOUT must be a number of seconds (got "ten")'],
     [{ REGISTRY_DISCOVERY_TIMEOUT: "601" }, 'Invalid configuration: REGISTRY_DISCOVERY_TIMEOUT must be at most 600 seconds (got "601")'],
     [{ REGISTRY_AUTH: "maybe" }, 'Invalid configuration: REGISTRY_AUTH must be "on" or "off" (got "maybe")'],
+    [{ REGISTRY_SQLITE_SYNC: "off" }, 'Invalid configuration: REGISTRY_SQLITE_SYNC must be "full" or "normal" (got "off")'],
+    [{ REGISTRY_SQLITE_BUSY_TIMEOUT: "0" }, 'Invalid configuration: REGISTRY_SQLITE_BUSY_TIMEOUT must be at least 0.1 seconds (got "0")'],
+    [{ REGISTRY_SQLITE_BUSY_TIMEOUT: "5s" }, 'Invalid configuration: REGISTRY_SQLITE_BUSY_TIMEOUT must be a number of seconds (got "5s")'],
   ])("refuses %j", (env, message) => {
     expect(configError(env).message).toBe(message);
   });

@@ -5,7 +5,7 @@ import * as v from "valibot";
 import { auditTarget, recordAudit } from "../../shared/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { atomic } from "../../shared/db/db.ts";
-import { AppError } from "../../shared/errors.ts";
+import { AppError, recognizeError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
@@ -210,7 +210,8 @@ async function tokenRoute(c: Context<AppEnv>): Promise<Response> {
     await audit("ok");
     return c.json(answer);
   } catch (err) {
-    await audit(err instanceof AppError ? err.code : "internal", err instanceof AppError ? err.message : undefined);
+    const known = recognizeError(err);
+    await audit(known instanceof AppError ? known.code : "internal", known instanceof AppError ? known.message : undefined);
     throw err;
   }
 }

@@ -4,7 +4,7 @@ import { Hono } from "hono";
 import * as v from "valibot";
 import { auditTarget, recordAudit } from "../../shared/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
-import { AppError } from "../../shared/errors.ts";
+import { AppError, recognizeError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
@@ -154,7 +154,8 @@ export const usersRoutes = new Hono<AppEnv>()
       target = auditTarget(input);
       await registerUser(ctx, input);
     } catch (err) {
-      await recordAudit(ctx, { caller, action: "register_user", target, outcome: err instanceof AppError ? err.code : "internal" });
+      const known = recognizeError(err);
+      await recordAudit(ctx, { caller, action: "register_user", target, outcome: known instanceof AppError ? known.code : "internal" });
       throw err;
     }
     await recordAudit(ctx, { caller, action: "register_user", target, outcome: "ok" });

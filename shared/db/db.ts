@@ -9,6 +9,7 @@ import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import * as pgSchema from "./schema.pg.ts";
 import * as schema from "./schema.ts";
+import { openLocalSqlite } from "./sqlite.ts";
 
 export type Tables = typeof schema;
 /**
@@ -18,7 +19,17 @@ export type Tables = typeof schema;
  */
 export type Db = LibSQLDatabase<Tables>;
 export type Engine = "sqlite" | "postgres";
-export type Store = { db: Db; tables: Tables; engine: Engine; close(): Promise<void> };
+export type Store = {
+  db: Db;
+  tables: Tables;
+  engine: Engine;
+  /** Resolves when the database answers (and, for a local file, its write lock can be taken) within `deadlineMs`; else throws why. */
+  ready(deadlineMs: number): Promise<void>;
+  close(): Promise<void>;
+};
+/** How a local SQLite file is run: synchronous level, and how long a write waits for another process's lock. */
+export type StoreOptions = { sqliteSync: "full" | "normal"; busyTimeoutMs: number };
+const DEFAULT_OPTIONS: StoreOptions = { sqliteSync: "full", busyTimeoutMs: 5000 };
 
 // The project's drizzle/ folder: two levels up from this file (shared/db/), one from the bundle `npm start` runs (dist/).
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -30,68 +41,40 @@ export function isPostgresUrl(url: string): boolean {
 }
 
 /** Opens the database at `url`, applies pending migrations, and returns the store. */
-export async function openStore(url: string): Promise<Store> {
-  return isPostgresUrl(url) ? openPostgres(url) : openSqlite(url);
+export async function openStore(url: string, options: StoreOptions = DEFAULT_OPTIONS): Promise<Store> {
+  return isPostgresUrl(url) ? openPostgres(url) : openSqlite(url, options);
 }
 
-async function openSqlite(url: string): Promise<Store> {
-  if (url === ":memory:" || url.startsWith("file:")) return openLocalSqlite(url);
+async function openSqlite(url: string, options: StoreOptions): Promise<Store> {
+  if (url === ":memory:" || url.startsWith("file:")) return openLocal(url, options);
   // A remote libSQL server (libsql://, http(s)://).
   const client = createClient({ url });
   await client.execute("PRAGMA foreign_keys=ON");
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: `${MIGRATIONS}/sqlite` });
-  return { db, tables: schema, engine: "sqlite", close: async () => client.close() };
+  return { db, tables: schema, engine: "sqlite", ready: (ms) => withinDeadline(client.execute("select 1"), ms), close: async () => client.close() };
 }
 
-type NativeStatement = { reader: boolean; run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[]; get(...params: unknown[]): unknown; raw(on: boolean): NativeStatement };
-type NativeDb = { prepare(text: string): NativeStatement; exec(text: string): void; transaction<T>(fn: () => T): () => T; close(): void };
-
 // A local file (or :memory:) on one connection of `libsql` (the engine under @libsql/client), each
-// statement prepared once per SQL text: @libsql/client prepares it again on every call, which was most of
-// the cost of a hot path (bench/, docs/performance.md). Statements run synchronously, as they did there.
+// statement prepared once per method and SQL text: @libsql/client prepares it again on every call, which
+// was most of the cost of a hot path (bench/, docs/performance.md). How it stays correct: sqlite.ts.
 // No db.transaction() here: on one connection, concurrent requests' statements would run inside it; use atomic().
-async function openLocalSqlite(url: string): Promise<Store> {
-  const { default: Database } = await import("libsql") as unknown as { default: new (path: string) => NativeDb };
+async function openLocal(url: string, options: StoreOptions): Promise<Store> {
   // file:/abs, file:///abs and file:relative, without query options (as keyFilePath reads them).
-  const native = new Database(url === ":memory:" ? url : url.slice("file:".length).split("?")[0].replace(/^\/\/(?=\/)/, ""));
-  if (url !== ":memory:") native.exec("PRAGMA journal_mode=WAL");
-  native.exec("PRAGMA foreign_keys=ON");
-  const statements = new Map<string, NativeStatement>();
-  const run = (text: string, params: unknown[], method: "run" | "all" | "values" | "get") => {
-    let statement = statements.get(text);
-    if (!statement) {
-      // Bounded: a multi-row insert has a text per row count.
-      if (statements.size >= 500) statements.clear();
-      // drizzle maps rows given as arrays of column values: raw mode, set once (each toggle is a native call).
-      statement = native.prepare(text);
-      if (statement.reader) statement.raw(true);
-      statements.set(text, statement);
-    }
-    if (method === "run") {
-      statement.run(...params);
-      return { rows: [] };
-    }
-    return { rows: method === "get" ? statement.get(...params) as unknown[] : statement.all(...params) };
-  };
+  const path = url === ":memory:" ? url : url.slice("file:".length).split("?")[0].replace(/^\/\/(?=\/)/, "");
+  const engine = await openLocalSqlite({ path, synchronous: options.sqliteSync, busyTimeoutMs: options.busyTimeoutMs });
   const { drizzle: drizzleProxy } = await import("drizzle-orm/sqlite-proxy");
   const { migrate: migrateProxy } = await import("drizzle-orm/sqlite-proxy/migrator");
-  const db = drizzleProxy(
-    async (text, params, method) => run(text, params, method),
-    // A batch is one transaction, run without yielding (see atomic).
-    async (queries) => native.transaction(() => queries.map((q) => run(q.sql, q.params, q.method)))(),
-    { schema },
-  );
-  await migrateProxy(db, async (queries) => {
-    // As libSQL's migrator: foreign keys off while tables are rebuilt.
-    native.exec("PRAGMA foreign_keys=OFF");
-    try {
-      native.transaction(() => queries.forEach((q) => native.exec(q)))();
-    } finally {
-      native.exec("PRAGMA foreign_keys=ON");
-    }
-  }, { migrationsFolder: `${MIGRATIONS}/sqlite` });
-  return { db: db as unknown as Db, tables: schema, engine: "sqlite", close: async () => native.close() };
+  const db = drizzleProxy((sql, params, method) => engine.query({ sql, params, method }), (queries) => engine.batch(queries), { schema });
+  // As libSQL's migrator: foreign keys off while tables are rebuilt (a pragma that only works outside a transaction).
+  // Under the write lock: processes starting together on a new file migrate one after the other.
+  engine.exec("PRAGMA foreign_keys=OFF");
+  try {
+    await engine.exclusive(() => migrateProxy(db, async (queries) => queries.forEach((q) => engine.exec(q)), { migrationsFolder: `${MIGRATIONS}/sqlite` }));
+  } finally {
+    engine.exec("PRAGMA foreign_keys=ON");
+  }
+  return { db: db as unknown as Db, tables: schema, engine: "sqlite", ready: (ms) => engine.check(ms), close: async () => engine.close() };
 }
 
 async function openPostgres(url: string): Promise<Store> {
@@ -108,7 +91,22 @@ async function openPostgres(url: string): Promise<Store> {
   }
   const client = postgres(url, { max: 10, onnotice: () => {} });
   const db = drizzlePg(client, { schema: pgSchema }) as unknown as Db;
-  return { db, tables: pgSchema as unknown as Tables, engine: "postgres", close: () => client.end({ timeout: 5 }) };
+  return {
+    db, tables: pgSchema as unknown as Tables, engine: "postgres",
+    ready: (ms) => withinDeadline(client`select 1`.execute(), ms),
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+// Resolves with `work` if it settles within `ms`, else rejects saying it did not.
+async function withinDeadline(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); });
+  try {
+    await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 type Atomic = [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
