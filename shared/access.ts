@@ -14,6 +14,7 @@ const RANK: Record<Principal, number> = { anonymous: 0, agent: 1, admin: 2 };
  */
 export const RULES: Record<string, Principal> = {
   "GET /health": "anonymous",
+  "GET /ready": "anonymous",
   "tool list_services": "agent",
   "tool get_tools": "agent",
   "tool get_service": "agent",
