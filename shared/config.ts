@@ -23,6 +23,26 @@ export type Config = {
   sqliteSync: "full" | "normal";
   /** REGISTRY_SQLITE_BUSY_TIMEOUT: how long a write waits while another process holds a local SQLite file's write lock. */
   busyTimeoutMs: number;
+  /** REGISTRY_ALLOWED_ORIGINS: browser origins besides the registry's own that may call it (e.g. a browser-based MCP client). */
+  allowedOrigins: string[];
+  /** REGISTRY_AUDIT_RETENTION_DAYS: audit events older than this are deleted in the background (0: kept forever). */
+  auditRetentionDays: number;
+  /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
+  limits: DiscoveryLimits;
+};
+
+/** Bounds on what a downstream service's discovery may bring in. */
+export type DiscoveryLimits = {
+  /** REGISTRY_MAX_TOOLS: tools per service. */
+  tools: number;
+  /** REGISTRY_MAX_DESCRIPTION_BYTES: UTF-8 bytes of one tool's description (and of the service's own). */
+  descriptionBytes: number;
+  /** REGISTRY_MAX_SCHEMA_BYTES: bytes of one tool's inputSchema, outputSchema or annotations as JSON. */
+  schemaBytes: number;
+  /** REGISTRY_MAX_DISCOVERY_BYTES: bytes of one answer of the service (one HTTP response body). */
+  answerBytes: number;
+  /** REGISTRY_MAX_DISCOVERY_PAGES: pages of tools/list. */
+  pages: number;
 };
 
 /** Thrown for a bad setting; its message is the one line start-up prints. */
@@ -59,12 +79,34 @@ const VARIABLES = {
   REGISTRY_AUTH: { schema: v.picklist(["on", "off"], 'must be "on" or "off"'), fallback: "on" },
   REGISTRY_SECRET: { schema: secretKey(), fallback: "" },
   REGISTRY_SECRET_PREVIOUS: { schema: secretKey(), fallback: "" },
+  REGISTRY_ALLOWED_ORIGINS: { schema: originList(), fallback: "" },
+  REGISTRY_AUDIT_RETENTION_DAYS: { schema: count(0, 36500), fallback: "90" },
+  REGISTRY_MAX_TOOLS: { schema: count(1, 100_000), fallback: "1000" },
+  REGISTRY_MAX_DESCRIPTION_BYTES: { schema: count(256, 1_048_576), fallback: "16384" },
+  REGISTRY_MAX_SCHEMA_BYTES: { schema: count(256, 4_194_304), fallback: "65536" },
+  REGISTRY_MAX_DISCOVERY_BYTES: { schema: count(65_536, 268_435_456), fallback: "8388608" },
+  REGISTRY_MAX_DISCOVERY_PAGES: { schema: count(1, 10_000), fallback: "100" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
     schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
     fallback: "5",
   },
 } as const;
+
+// A whole number within bounds, e.g. a limit or a number of days.
+function count(min: number, max: number) {
+  return v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number),
+    v.minValue(min, `must be at least ${min}`), v.maxValue(max, `must be at most ${max}`));
+}
+
+// Comma-separated browser origins (scheme://host[:port]), each compared exactly as a browser sends it.
+function originList() {
+  return v.pipe(
+    v.string(),
+    v.transform((s) => s.split(",").map((o) => o.trim()).filter(Boolean)),
+    v.check((list) => list.every((o) => URL.canParse(o) && new URL(o).origin === o), "must hold origins like https://console.example.com (scheme, host and port only)"),
+  );
+}
 
 // A 32-byte AES key in base64, e.g. from `openssl rand -base64 32`.
 function secretKey() {
@@ -110,6 +152,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     previousSecret: read("REGISTRY_SECRET_PREVIOUS") as Uint8Array | null,
     sqliteSync: read("REGISTRY_SQLITE_SYNC") as "full" | "normal",
     busyTimeoutMs: Math.round((read("REGISTRY_SQLITE_BUSY_TIMEOUT") as number) * 1000),
+    allowedOrigins: (read("REGISTRY_ALLOWED_ORIGINS") as string[] | null) ?? [],
+    auditRetentionDays: read("REGISTRY_AUDIT_RETENTION_DAYS") as number,
+    limits: {
+      tools: read("REGISTRY_MAX_TOOLS") as number,
+      descriptionBytes: read("REGISTRY_MAX_DESCRIPTION_BYTES") as number,
+      schemaBytes: read("REGISTRY_MAX_SCHEMA_BYTES") as number,
+      answerBytes: read("REGISTRY_MAX_DISCOVERY_BYTES") as number,
+      pages: read("REGISTRY_MAX_DISCOVERY_PAGES") as number,
+    },
   };
   if (config.previousSecret && !config.secret) throw new ConfigError("Invalid configuration: REGISTRY_SECRET_PREVIOUS is set but REGISTRY_SECRET (the new key) is not");
   return config;

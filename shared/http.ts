@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { type Caller, isLoopback, type KeyRing, mayCall } from "./access.ts";
 import type { Ctx } from "./context.ts";
 import { AppError, recognizeError, toHttpError } from "./errors.ts";
+import { recordAudit } from "./audit.ts";
 import { validate } from "./validate.ts";
 
 export type AppEnv = { Variables: { ctx: Ctx; caller: Caller } };
@@ -72,16 +73,29 @@ async function recoverGetBody(c: Context<AppEnv>, action: string): Promise<void>
   if (size > 0) c.req.bodyCache.text = text + decoder.decode();
 }
 
-/** Middleware: context, caller resolution and the access rule of the route. */
+/**
+ * Middleware: context, the browser rules (Host and Origin), caller resolution and the access rule of the route.
+ * Host: a registry bound to loopback answers only requests addressed to a loopback name (a page whose host
+ * name was rebound to 127.0.0.1 sends its own). Origin: a browser request from another site is refused on
+ * every route but the public reads (/health, /ready); curl and agents send no Origin.
+ */
 export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<AppEnv> {
   const guardHost = isLoopback(ctx.config.host);
-  return async (c, next) => {
+  const allowedOrigins = new Set(ctx.config.allowedOrigins);
+  return async function access(c, next) {
     c.set("ctx", ctx);
     const path = c.req.path.replace(/\/+$/, "") || "/";
-    if (path === "/mcp" && guardHost) rejectForeignHost(c.req.header("host"), c.req.header("origin"));
-    const rule = path === "/mcp" ? "MCP" : `${c.req.method === "HEAD" ? "GET" : c.req.method} ${path}`;
+    const method = c.req.method === "HEAD" ? "GET" : c.req.method;
+    const rule = path === "/mcp" ? "MCP" : `${method} ${path}`;
+    const anonymous = mayCall({ principal: "anonymous", label: "anonymous" }, rule);
+    const refusal = (guardHost ? foreignHost(c.req.header("host")) : null) ??
+      (anonymous && method === "GET" ? null : foreignOrigin(c, allowedOrigins, guardHost));
+    if (refusal) {
+      await recordAudit(ctx, { caller: { principal: "anonymous", label: "browser" }, action: "refused_request", target: `${method} ${path}`.slice(0, 200), outcome: "forbidden", detail: refusal });
+      throw new AppError("forbidden", refusal);
+    }
     const caller = keys.resolve(c.req.header("authorization"));
-    if (mayCall({ principal: "anonymous", label: "anonymous" }, rule)) {
+    if (anonymous) {
       c.set("caller", caller ?? { principal: "anonymous", label: "anonymous" });
       return next();
     }
@@ -96,17 +110,38 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
   };
 }
 
-// DNS-rebinding protection: a loopback-bound registry only answers MCP for loopback Host and Origin.
-function rejectForeignHost(host: string | undefined, origin: string | undefined): void {
-  const hostname = (h: string) => h.replace(/:\d+$/, "");
-  if (host && !isLoopback(hostname(host))) throw new AppError("forbidden", `Host "${host}" is not allowed`);
-  if (origin && origin !== "null") {
-    let ok = false;
-    try {
-      ok = isLoopback(new URL(origin).hostname);
-    } catch { /* malformed origin */ }
-    if (!ok) throw new AppError("forbidden", `Origin "${origin}" is not allowed`);
+// DNS rebinding: the reason a loopback-bound registry refuses a request for another host name, or null.
+function foreignHost(host: string | undefined): string | null {
+  if (!host) return null;
+  return isLoopback(host.replace(/:\d+$/, "")) ? null : `Host "${host.slice(0, 200)}" is not allowed: this registry answers only on loopback names (127.0.0.1, localhost, [::1])`;
+}
+
+/**
+ * The reason a request from a browser page of another origin is refused, or null. Allowed: no Origin (not a
+ * browser, or a same-origin GET), the registry's own origin (its Host; on loopback any loopback name with
+ * its port), REGISTRY_ALLOWED_ORIGINS. Without Origin, a browser's Sec-Fetch-Site still tells a request
+ * another site started (a navigation or an image).
+ */
+function foreignOrigin(c: Context<AppEnv>, allowed: Set<string>, loopback: boolean): string | null {
+  const origin = c.req.header("origin");
+  if (origin === undefined) {
+    const site = c.req.header("sec-fetch-site");
+    return site === "cross-site" || site === "same-site" ? "A request started by another site is not allowed" : null;
   }
+  if (allowed.has(origin)) return null;
+  const host = c.req.header("host") ?? "";
+  let own = false;
+  try {
+    const url = new URL(origin);
+    own = url.host === host || (loopback && isLoopback(url.hostname) && url.port === portOf(host));
+  } catch { /* "null" or malformed: not the registry's own */ }
+  return own ? null : `Origin "${origin.slice(0, 200)}" is not allowed: only the registry's own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser`;
+}
+
+// The port of a Host header value ("" for the scheme's default, as URL.port has it).
+function portOf(host: string): string {
+  const m = /:(\d+)$/.exec(host);
+  return m && m[1] !== "80" ? m[1] : "";
 }
 
 // Connection: close, because the unread rest of the body makes the connection unusable for a next request.

@@ -244,7 +244,7 @@ describe("transport protections", () => {
     expect(status).toBe(403);
     const res = await reg.http("/mcp", { method: "POST", key: ADMIN, headers: { ...headers, origin: "http://evil.example" }, body: rpc });
     expect(res.status).toBe(403);
-    expect((await res.json()).error.message).toBe('Origin "http://evil.example" is not allowed');
+    expect((await res.json()).error.message).toBe('Origin "http://evil.example" is not allowed: only the registry\'s own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser');
     const ok = await reg.http("/mcp", { method: "POST", key: ADMIN, headers: { ...headers, origin: `http://localhost:${reg.port}` }, body: rpc });
     expect(ok.status).toBe(200);
   });
