@@ -1,6 +1,6 @@
 /** Composes the features into one registry and serves it with @hono/node-server (node:http, on Node and on Deno). */
 import { Hono } from "hono";
-import { auditRoutes, auditTools } from "./features/audit/audit.ts";
+import { auditRoutes, auditTools, startAuditRetention } from "./features/audit/audit.ts";
 import { authRoutes, authTools, reencryptUserTokens } from "./features/auth/auth.ts";
 import { healthRoutes, healthTools } from "./features/health/health.ts";
 import { rolesRoutes, rolesTools } from "./features/roles/roles.ts";
@@ -37,7 +37,7 @@ export type Registry = { url: string; port: number; ctx: Ctx; keys: KeyRing; clo
 /** Opens the vault and the store (migrated, stored tokens checked against the key): what every entry point needs. */
 export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx; close(): Promise<void> }> {
   const vault = await openVault(config, log);
-  const store: Store = await openStore(config.databaseUrl, { sqliteSync: config.sqliteSync, busyTimeoutMs: config.busyTimeoutMs });
+  const store: Store = await openStore(config.databaseUrl, { sqliteSync: config.sqliteSync, busyTimeoutMs: config.busyTimeoutMs, warn: (message) => log.warn(message) });
   const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, ready: store.ready, config, log, vault, background: new Set() };
   // A key that cannot read the stored tokens stops start-up here, not at the first /token (or refresh).
   await reencryptUserTokens(ctx).then(() => reencryptDiscoveryTokens(ctx)).catch(async (err) => {
@@ -66,6 +66,7 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
     throw err;
   });
   const refresher = startRefresher(ctx);
+  const retention = startAuditRetention(ctx);
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${server.port}`;
   return {
@@ -75,6 +76,7 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
     keys,
     async close() {
       await server.close();
+      retention.stop();
       await refresher.stop();
       await close();
     },

@@ -4,7 +4,7 @@ import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 import { allTools, openContext } from "./registry.ts";
 import { ConfigError, loadConfig, readDotEnv, redactDatabaseUrl } from "./shared/config.ts";
 import { createLog } from "./shared/log.ts";
-import { createMcpServer } from "./shared/mcp.ts";
+import { connectGuarded, createMcpServer } from "./shared/mcp.ts";
 
 // stdout carries protocol messages only: whatever a library prints with console.log goes to stderr instead.
 console.log = console.info = console.debug = console.error;
@@ -15,7 +15,8 @@ try {
   const config = loadConfig(process.env);
   const { ctx, close } = await openContext(config, log);
   // The client started this process on the operator's machine: it is the local administrator.
-  const server = createMcpServer(ctx, allTools, { principal: "admin", label: "stdio" });
+  const caller = { principal: "admin" as const, label: "stdio" };
+  const server = createMcpServer(ctx, allTools, caller);
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -29,7 +30,7 @@ try {
   process.stdin.once("end", stop);
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  await server.connect(new StdioServerTransport());
+  await connectGuarded(ctx, server, new StdioServerTransport(), caller);
   log.info(`MCP Registry serving MCP on stdio, database ${redactDatabaseUrl(config.databaseUrl)}`);
 } catch (err) {
   // A bad setting is one clear line on stderr, not a stack trace.

@@ -3,7 +3,7 @@ import { setImmediate } from "node:timers";
 import type { Caller } from "./access.ts";
 import { type Ctx, inBackground, perRegistry } from "./context.ts";
 import type { Db } from "./db/db.ts";
-import { AppError, recognizeError } from "./errors.ts";
+import { AppError, logReason, recognizeError } from "./errors.ts";
 
 export type AuditEntry = { caller: Caller; action: string; target: string; outcome: string; detail?: string };
 
@@ -14,7 +14,8 @@ const TARGET_FIELDS = ["service_name", "role_name", "role", "user_id", "tool_id"
 export function auditTarget(input: unknown): string {
   if (!input || typeof input !== "object") return "";
   const record = input as Record<string, unknown>;
-  return TARGET_FIELDS.filter((f) => record[f] !== undefined && record[f] !== "")
+  // Names are strings or numbers: anything else (an array nested thousands deep) is never turned into text.
+  return TARGET_FIELDS.filter((f) => (typeof record[f] === "string" && record[f] !== "") || typeof record[f] === "number")
     .map((f) => `${f}=${String(record[f]).slice(0, 200)}`).join(" ");
 }
 
@@ -98,6 +99,5 @@ function retryLater(ctx: Ctx, rows: AuditRow[]): void {
 
 function logLost(ctx: Ctx, rows: AuditRow[], err: unknown): void {
   const actions = [...new Set(rows.map((r) => r.action))];
-  const known = recognizeError(err);
-  ctx.log.error(`Cannot write audit event${rows.length === 1 ? "" : `s (${rows.length})`}`, { action: actions.join(","), reason: known instanceof AppError ? known.message : "database error" });
+  ctx.log.error(`Cannot write audit event${rows.length === 1 ? "" : `s (${rows.length})`}`, { action: actions.join(","), reason: logReason(err) });
 }

@@ -4,6 +4,7 @@ import type { Vault } from "./crypto.ts";
 import type { SQL, SQLWrapper } from "drizzle-orm";
 import type { SelectedFields } from "drizzle-orm/sqlite-core";
 import { type Db, type Engine, jsonArrayOf, type Tables } from "./db/db.ts";
+import { logReason } from "./errors.ts";
 import type { Log } from "./log.ts";
 
 export type Ctx = {
@@ -68,7 +69,7 @@ export async function jsonRows(ctx: Ctx, name: string, fields: SelectedFields, o
 /** Runs `work` in the background, logging (never throwing) its failure and remembering it until it ends. */
 export function inBackground(ctx: Ctx, what: string, work: () => Promise<unknown>): void {
   const p: Promise<unknown> = work()
-    .catch((err) => ctx.log.error(`${what} failed`, { reason: String((err as Error)?.message ?? err) }))
+    .catch((err) => ctx.log.error(`${what} failed`, { reason: logReason(err) }))
     .finally(() => ctx.background.delete(p));
   ctx.background.add(p);
 }

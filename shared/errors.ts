@@ -54,3 +54,26 @@ export function toToolError(err: unknown, requestId: string): { isError: true; c
   const text = err instanceof AppError ? err.message : `Internal error (request ${requestId})`;
   return { isError: true, content: [{ type: "text", text }] };
 }
+
+/**
+ * An unexpected error as one log line's text, without the values of a failed statement: drizzle's message
+ * and stack quote every parameter (a user id, a ciphertext), so a failed query is logged as its SQL text
+ * (placeholders only), the database's code and message, and the stack frames.
+ */
+export function describeForLog(err: unknown): string {
+  const e = err as { query?: unknown; params?: unknown; cause?: { code?: unknown; message?: unknown }; stack?: unknown } | undefined;
+  if (!isFailedQuery(e)) return String(e?.stack ?? err);
+  const frames = String(e.stack ?? "").split("\n").filter((line) => /^\s+at /.test(line));
+  const cause = e.cause ? ` (${[e.cause.code, e.cause.message].filter(Boolean).join(": ")})` : "";
+  return [`Failed query: ${e.query}${cause}`, ...frames].join("\n");
+}
+
+/** A failure's one-line reason for a log line: its message, or for a failed query its SQL text without values. */
+export function logReason(err: unknown): string {
+  const known = recognizeError(err);
+  return isFailedQuery(known) ? describeForLog(known).split("\n")[0] : String((known as Error)?.message ?? known);
+}
+
+function isFailedQuery(err: unknown): err is { query: string; params: unknown; cause?: { code?: unknown; message?: unknown }; stack?: unknown } {
+  return typeof (err as { query?: unknown })?.query === "string" && "params" in (err as object);
+}

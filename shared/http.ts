@@ -5,9 +5,9 @@ import { bodyLimit } from "hono/body-limit";
 import * as v from "valibot";
 import { type Caller, isLoopback, type KeyRing, mayCall } from "./access.ts";
 import type { Ctx } from "./context.ts";
-import { AppError, recognizeError, toHttpError } from "./errors.ts";
+import { AppError, describeForLog, recognizeError, toHttpError } from "./errors.ts";
 import { recordAudit } from "./audit.ts";
-import { validate } from "./validate.ts";
+import { MAX_NESTING, nestedWithin, validate } from "./validate.ts";
 
 export type AppEnv = { Variables: { ctx: Ctx; caller: Caller } };
 
@@ -30,6 +30,7 @@ export async function readInput<S extends v.GenericSchema>(c: Context<AppEnv>, s
     if (body === null || typeof body !== "object" || Array.isArray(body)) {
       throw new AppError("invalid_input", `Cannot ${action}: the request body must be a JSON object`);
     }
+    if (!nestedWithin(body)) throw new AppError("invalid_input", `Cannot ${action}: the request body is nested more than ${MAX_NESTING} levels deep`);
   }
   return validate(schema, { ...c.req.query(), ...(body as object) }, action);
 }
@@ -168,7 +169,7 @@ export function onHttpError(err: Error, c: Context<AppEnv>): Response {
   // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
   const requestId = crypto.randomUUID().slice(0, 8);
   const { status, body } = toHttpError(recognizeError(err), requestId);
-  if (status === 500) c.get("ctx")?.log.error("Internal error", { requestId, path: c.req.path, error: String(err?.stack ?? err) });
+  if (status === 500) c.get("ctx")?.log.error("Internal error", { requestId, path: c.req.path, error: describeForLog(err) });
   // A busy or unreachable database is worth another try shortly.
   if (status === 503) c.header("Retry-After", "1");
   return c.json(body, status as 400);

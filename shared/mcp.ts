@@ -1,7 +1,8 @@
 /** MCP plumbing: defineTool over the low-level SDK Server, and the stateless streamable HTTP endpoint. */
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema, type Tool as ListedTool, type ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import { CallToolRequestSchema, type CallToolResult, ErrorCode, ListToolsRequestSchema, type Tool as ListedTool, type ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type { Context } from "hono";
@@ -9,9 +10,9 @@ import type * as v from "valibot";
 import { type Caller, mayCall, type Principal } from "./access.ts";
 import { auditTarget, type PendingAudit, recordAudit } from "./audit.ts";
 import type { Ctx } from "./context.ts";
-import { AppError, recognizeError, toToolError } from "./errors.ts";
+import { AppError, describeForLog, recognizeError, toToolError } from "./errors.ts";
 import type { AppEnv } from "./http.ts";
-import { validate } from "./validate.ts";
+import { MAX_NESTING, nestedWithin, validate } from "./validate.ts";
 
 export const SERVER_INFO = { name: "mcp-registry", version: "0.1.0" };
 const INSTRUCTIONS = "Registry of MCP services: list services and their tools, manage roles, users and user credentials.";
@@ -58,7 +59,7 @@ export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Ca
     const err = recognizeError(thrown);
     // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
     const requestId = crypto.randomUUID().slice(0, 8);
-    if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: String((err as Error)?.stack ?? err) });
+    if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: describeForLog(err) });
     if (audited) await recordAudit(ctx, { caller, action: name, target: auditTarget(args), outcome: err instanceof AppError ? err.code : "internal" });
     return toToolError(err, requestId);
   }
@@ -72,6 +73,42 @@ export function createMcpServer(ctx: Ctx, tools: ToolDef[], caller: Caller, vali
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible[caller.principal] }));
   server.setRequestHandler(CallToolRequestSchema, (req) => callTool(ctx, byName, caller, req.params.name, req.params.arguments));
   return server;
+}
+
+/**
+ * Connects `server` to `transport`, with every incoming message checked before the SDK parses it: nesting
+ * within MAX_NESTING, and a tools/call whose params and arguments are objects. A refused call is answered
+ * with JSON-RPC -32602 and a plain message (the SDK would answer -32603 with its raw validation dump) and audited.
+ */
+export async function connectGuarded(ctx: Ctx, server: Server, transport: Transport, caller: Caller): Promise<void> {
+  await server.connect(transport);
+  const deliver = transport.onmessage!;
+  transport.onmessage = (message, extra) => {
+    const refusal = refuseMessage(message);
+    if (!refusal) return deliver(message, extra);
+    const m = message as { id?: unknown; method?: unknown; params?: { name?: unknown } };
+    const name = typeof m.params?.name === "string" ? m.params.name.slice(0, 128) : String(m.method ?? "request").slice(0, 64);
+    void recordAudit(ctx, { caller, action: name, target: "", outcome: "invalid_input", detail: refusal });
+    if (typeof m.id === "string" || typeof m.id === "number") void transport.send({ jsonrpc: "2.0", id: m.id, error: { code: ErrorCode.InvalidParams, message: refusal } });
+  };
+}
+
+// Why a message is refused before the SDK sees it, or null.
+function refuseMessage(message: unknown): string | null {
+  if (!nestedWithin(message)) return `Invalid params: the message is nested more than ${MAX_NESTING} levels deep`;
+  const m = message as { method?: unknown; params?: unknown };
+  if (m.method !== "tools/call") return null;
+  const params = m.params as { name?: unknown; arguments?: unknown } | undefined;
+  if (!isObject(params) || typeof params.name !== "string") return 'Invalid params: tools/call needs params {"name": string, "arguments": object}';
+  if (params.arguments !== undefined && !isObject(params.arguments)) {
+    const got = params.arguments === null ? "null" : Array.isArray(params.arguments) ? "an array" : `a ${typeof params.arguments}`;
+    return `Invalid params: the arguments of tool "${params.name.slice(0, 128)}" must be an object, not ${got}`;
+  }
+  return null;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 type Catalogue = { byName: Map<string, ToolDef>; visible: Record<Principal, ListedTool[]> };
@@ -107,7 +144,7 @@ export function mcpHandler(tools: ToolDef[]): (c: Context<AppEnv>) => Promise<Re
     }
     const server = createMcpServer(c.get("ctx"), tools, c.get("caller"), validator);
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await server.connect(transport);
+    await connectGuarded(c.get("ctx"), server, transport, c.get("caller"));
     // The body is read here, directly (@hono/node-server), and handed over parsed: the transport would
     // read it as a stream of a whole new Request. Not JSON: the transport reports the parse error itself.
     let parsedBody: unknown;

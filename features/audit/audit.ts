@@ -2,7 +2,7 @@
 import { and, desc, eq, gte, lt, type SQL, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import type { Ctx } from "../../shared/context.ts";
+import { type Ctx, inBackground } from "../../shared/context.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
 
@@ -47,3 +47,35 @@ export const auditTools = [
 ];
 
 export const auditRoutes = new Hono<AppEnv>();
+
+/** How often the retention runs (and once a second after start). */
+const RETENTION_EVERY_MS = 60 * 60 * 1000;
+// Rows deleted per statement: each delete is a short write, so other writers wait little.
+const RETENTION_BATCH = 5000;
+
+/** Deletes audit events older than REGISTRY_AUDIT_RETENTION_DAYS now; returns how many went. */
+export async function applyAuditRetention(ctx: Ctx): Promise<number> {
+  const days = ctx.config.auditRetentionDays;
+  if (days === 0) return 0;
+  const { auditEvents } = ctx.tables;
+  const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
+  let deleted = 0;
+  for (;;) {
+    const batch = ctx.db.select({ id: auditEvents.id }).from(auditEvents).where(lt(auditEvents.at, cutoff)).limit(RETENTION_BATCH);
+    const gone = await ctx.db.delete(auditEvents).where(sql`${auditEvents.id} in (${batch})`).returning({ id: auditEvents.id });
+    deleted += gone.length;
+    if (gone.length < RETENTION_BATCH) break;
+  }
+  if (deleted > 0) ctx.log.info(`Audit retention: deleted ${deleted} event${deleted === 1 ? "" : "s"} older than ${days} days`);
+  return deleted;
+}
+
+/** Applies the audit retention in the background: `firstInMs` after start, then every hour; stop() ends it. */
+export function startAuditRetention(ctx: Ctx, firstInMs = 1000): { stop(): void } {
+  if (ctx.config.auditRetentionDays === 0) return { stop() {} };
+  let timer = setTimeout(function run() {
+    inBackground(ctx, "Audit retention", () => applyAuditRetention(ctx));
+    timer = setTimeout(run, RETENTION_EVERY_MS);
+  }, firstInMs);
+  return { stop: () => clearTimeout(timer) };
+}

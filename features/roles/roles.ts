@@ -43,9 +43,7 @@ export const ToolsForRoleInput = v.object({ role: RoleName });
 export type ToolsForRoleInput = v.InferOutput<typeof ToolsForRoleInput>;
 
 /** Body of POST /system_prompt_for_role: "" (a user without a role) is allowed and has the prompt "". */
-export const PromptForRoleInput = v.object({
-  role: v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters")),
-});
+export const PromptForRoleInput = v.object({ role: nameSchema(64, true) });
 export type PromptForRoleInput = v.InferOutput<typeof PromptForRoleInput>;
 
 const RoleRow = v.object({ name: v.string(), default_system_prompt: v.string() });

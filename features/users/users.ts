@@ -21,7 +21,7 @@ export type UserIdInput = v.InferOutput<typeof UserIdInput>;
 /** Body of POST /register_user: role_name may be left out (or "" / null), then the role is not touched. */
 export const RegisterUserInput = v.object({
   user_id: UserId,
-  role_name: v.nullish(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters")), ""),
+  role_name: v.nullish(nameSchema(64, true), ""),
 });
 export type RegisterUserInput = v.InferOutput<typeof RegisterUserInput>;
 

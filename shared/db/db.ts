@@ -28,8 +28,8 @@ export type Store = {
   close(): Promise<void>;
 };
 /** How a local SQLite file is run: synchronous level, and how long a write waits for another process's lock. */
-export type StoreOptions = { sqliteSync: "full" | "normal"; busyTimeoutMs: number };
-const DEFAULT_OPTIONS: StoreOptions = { sqliteSync: "full", busyTimeoutMs: 5000 };
+export type StoreOptions = { sqliteSync: "full" | "normal"; busyTimeoutMs: number; warn(message: string): void };
+const DEFAULT_OPTIONS: StoreOptions = { sqliteSync: "full", busyTimeoutMs: 5000, warn: (message) => console.error(message) };
 
 // The project's drizzle/ folder: two levels up from this file (shared/db/), one from the bundle `npm start` runs (dist/).
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -62,7 +62,7 @@ async function openSqlite(url: string, options: StoreOptions): Promise<Store> {
 async function openLocal(url: string, options: StoreOptions): Promise<Store> {
   // file:/abs, file:///abs and file:relative, without query options (as keyFilePath reads them).
   const path = url === ":memory:" ? url : url.slice("file:".length).split("?")[0].replace(/^\/\/(?=\/)/, "");
-  const engine = await openLocalSqlite({ path, synchronous: options.sqliteSync, busyTimeoutMs: options.busyTimeoutMs });
+  const engine = await openLocalSqlite({ path, synchronous: options.sqliteSync, busyTimeoutMs: options.busyTimeoutMs, warn: options.warn });
   const { drizzle: drizzleProxy } = await import("drizzle-orm/sqlite-proxy");
   const { migrate: migrateProxy } = await import("drizzle-orm/sqlite-proxy/migrator");
   const db = drizzleProxy((sql, params, method) => engine.query({ sql, params, method }), (queries) => engine.batch(queries), { schema });

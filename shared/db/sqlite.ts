@@ -13,6 +13,7 @@
  *   (short sleeps between tries) and ends with a clear "database is busy" error after `busyTimeoutMs`.
  * Statements run synchronously: a transaction never spans an await, so requests never interleave inside one.
  */
+import { closeSync, openSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppError } from "../errors.ts";
 
@@ -22,7 +23,7 @@ type NativeDb = { prepare(text: string): NativeStatement; exec(text: string): vo
 export type Method = "run" | "all" | "values" | "get";
 // biome-ignore: rows are whatever the native call returned (drizzle maps them).
 export type Query = { sql: string; params: unknown[]; method: Method };
-export type SqliteOptions = { path: string; synchronous: "full" | "normal"; busyTimeoutMs: number };
+export type SqliteOptions = { path: string; synchronous: "full" | "normal"; busyTimeoutMs: number; warn(message: string): void };
 
 /** The local engine as the drizzle proxy and the migrator use it. */
 export type LocalSqlite = {
@@ -57,6 +58,7 @@ export function busyError(seconds: number): AppError {
 export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite> {
   const { default: Database } = await import("libsql") as unknown as { default: new (path: string, o: { timeout: number }) => NativeDb };
   const memory = opts.path === ":memory:";
+  if (!memory) createPrivately(opts.path, opts.warn);
   const open = () => {
     // timeout 0: never the engine's blocking wait; busy answers are waited for here, asynchronously.
     const native = new Database(opts.path, { timeout: 0 });
@@ -171,6 +173,20 @@ export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite>
     exec: (text) => conn.native.exec(text),
     close: () => conn.native.close(),
   };
+}
+
+// A new database file is created readable by its owner only; SQLite gives its -wal and -shm files the
+// same mode. An existing file more open than that is reported, not changed (an operator may mean it).
+function createPrivately(path: string, warn: (message: string) => void): void {
+  try {
+    closeSync(openSync(path, "wx", 0o600));
+    return;
+  } catch (err) {
+    if ((err as { code?: string }).code !== "EEXIST") throw err;
+  }
+  if ((statSync(path).mode & 0o077) !== 0) {
+    warn(`The database file ${path} is readable by other users: chmod 600 it (and its -wal and -shm files)`);
+  }
 }
 
 // Runs `work`; while the database answers busy, again after short, growing sleeps, up to `timeoutMs`.
