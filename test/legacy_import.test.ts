@@ -39,6 +39,8 @@ INSERT INTO mcp_tools VALUES (3, 'weather', 'search', 'Find a city');
 INSERT INTO mcp_tools VALUES (5, 'weather', 'forecast', 'Forecast for a city');
 INSERT INTO mcp_tools VALUES (7, 'search', 'search', 'Search the web');
 INSERT INTO mcp_tools VALUES (8, 'gone', 'ghost', 'A tool of a service removed with foreign keys off');
+INSERT INTO mcp_services VALUES (6, 'local', '/opt/servers/server.py', 'A script the predecessor ran as a subprocess', 0, '', ${NOW}, ${NOW});
+INSERT INTO mcp_tools VALUES (9, 'local', 'run', 'Run it');
 INSERT INTO mcp_roles VALUES (1, 'analyst', 'You analyse weather and the web.');
 INSERT INTO mcp_roles VALUES (2, 'idle', '');
 INSERT INTO mcp_tool_roles VALUES (1, 3, 1);
@@ -93,6 +95,9 @@ describe("npm run import", () => {
     expect(first.output).toContain("tokens: 1 (encrypted)");
     expect(first.output).toContain('tool 8 "ghost" of service "gone": its service no longer exists');
     expect(first.output).toContain('attachment of tool 8 to role "analyst": the tool was not imported');
+    // A local path was run as a subprocess by the predecessor: agents cannot use it, and a refresh could not reach it.
+    expect(first.output).toContain('service "local": its endpoint "/opt/servers/server.py" must be an http(s) URL (agents cannot call a local path or command); add it again with add_service at an http(s) URL');
+    expect(first.output).toContain('tool 9 "run" of service "local": its service was not imported');
     expect(first.output).toContain('role of user "carl": role 42 no longer exists; the user is imported without a role');
     expect(first.output).toContain('token of user "ann" for service "gone": the service no longer exists');
     expect(first.output).toContain('token of user "bob" for service "search": the service does not require authorization');

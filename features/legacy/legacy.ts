@@ -3,11 +3,12 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { createClient } from "@libsql/client";
-import { and, eq } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
 import { syncIdSequence } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { sealUserToken } from "../auth/auth.ts";
+import { endpointSpellings, normalizeEndpoint } from "../services/endpoint.ts";
 
 type OldService = { id: number; service_name: string; endpoint: string; description: string; requires_authorization: number; method_authorization: string };
 type OldTool = { id: number; service_name: string; name: string; description: string };
@@ -49,13 +50,24 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
   const skip = (what: string, why: string) => report.skipped.push(`${what}: ${why}`);
   const t = ctx.tables;
 
-  for (const s of old.services) {
+  const notImported = new Set<string>();
+  for (const raw of old.services) {
+    // The predecessor ran a local path as a subprocess; agents here can only use http(s) URLs.
+    let endpoint: string;
+    try {
+      endpoint = normalizeEndpoint(raw.endpoint);
+    } catch (err) {
+      notImported.add(raw.service_name);
+      skip(`service "${raw.service_name}"`, `its endpoint "${raw.endpoint}" ${(err as Error).message} (agents cannot call a local path or command); add it again with add_service at an http(s) URL`);
+      continue;
+    }
+    const s = { ...raw, endpoint };
     const [byName] = await ctx.db.select().from(t.services).where(eq(t.services.name, s.service_name)).limit(1);
     if (byName) {
       if (byName.endpoint !== s.endpoint) skip(`service "${s.service_name}"`, `a service of that name already exists here with endpoint "${byName.endpoint}"`);
       continue;
     }
-    const [byEndpoint] = await ctx.db.select({ name: t.services.name }).from(t.services).where(eq(t.services.endpoint, s.endpoint)).limit(1);
+    const [byEndpoint] = await ctx.db.select({ name: t.services.name }).from(t.services).where(inArray(t.services.endpoint, endpointSpellings(s.endpoint))).limit(1);
     if (byEndpoint) {
       skip(`service "${s.service_name}"`, `service "${byEndpoint.name}" already uses endpoint "${s.endpoint}"`);
       continue;
@@ -80,7 +92,7 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
     const what = `tool ${tool.id} "${tool.name}" of service "${tool.service_name}"`;
     const serviceId = serviceIds.get(tool.service_name);
     if (!oldServiceNames.has(tool.service_name) || serviceId === undefined) {
-      skip(what, "its service no longer exists");
+      skip(what, notImported.has(tool.service_name) ? "its service was not imported" : "its service no longer exists");
       continue;
     }
     const [sameId] = await ctx.db.select({ serviceId: t.tools.serviceId, name: t.tools.name }).from(t.tools).where(eq(t.tools.id, tool.id)).limit(1);
