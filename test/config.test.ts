@@ -29,6 +29,9 @@ describe("loadConfig", () => {
       auth: "on",
       sqliteSync: "full",
       busyTimeoutMs: 5000,
+      allowedOrigins: [],
+      auditRetentionDays: 90,
+      limits: { tools: 1000, descriptionBytes: 16384, schemaBytes: 65536, answerBytes: 8388608, pages: 100 },
     });
   });
 
@@ -87,6 +90,10 @@ describe("loadConfig", () => {
     [{ REGISTRY_DISCOVERY_TIMEOUT: "ten" }, 'Invalid configuration: REGISTRY_DISCOVERY_TIMEOUT must be a number of seconds (got "ten")'],
     [{ REGISTRY_DISCOVERY_TIMEOUT: "601" }, 'Invalid configuration: REGISTRY_DISCOVERY_TIMEOUT must be at most 600 seconds (got "601")'],
     [{ REGISTRY_AUTH: "maybe" }, 'Invalid configuration: REGISTRY_AUTH must be "on" or "off" (got "maybe")'],
+    [{ REGISTRY_ALLOWED_ORIGINS: "console.example.com" }, 'Invalid configuration: REGISTRY_ALLOWED_ORIGINS must hold origins like https://console.example.com (scheme, host and port only) (got "console.example.com")'],
+    [{ REGISTRY_ALLOWED_ORIGINS: "https://a.example/path" }, 'Invalid configuration: REGISTRY_ALLOWED_ORIGINS must hold origins like https://console.example.com (scheme, host and port only) (got "https://a.example/path")'],
+    [{ REGISTRY_AUDIT_RETENTION_DAYS: "-1" }, 'Invalid configuration: REGISTRY_AUDIT_RETENTION_DAYS must be a whole number (got "-1")'],
+    [{ REGISTRY_MAX_TOOLS: "0" }, 'Invalid configuration: REGISTRY_MAX_TOOLS must be at least 1 (got "0")'],
     [{ REGISTRY_SQLITE_SYNC: "off" }, 'Invalid configuration: REGISTRY_SQLITE_SYNC must be "full" or "normal" (got "off")'],
     [{ REGISTRY_SQLITE_BUSY_TIMEOUT: "0" }, 'Invalid configuration: REGISTRY_SQLITE_BUSY_TIMEOUT must be at least 0.1 seconds (got "0")'],
     [{ REGISTRY_SQLITE_BUSY_TIMEOUT: "5s" }, 'Invalid configuration: REGISTRY_SQLITE_BUSY_TIMEOUT must be a number of seconds (got "5s")'],
