@@ -41,6 +41,8 @@ export type DiscoveryLimits = {
   schemaBytes: number;
   /** REGISTRY_MAX_DISCOVERY_BYTES: bytes of one answer of the service (one HTTP response body). */
   answerBytes: number;
+  /** REGISTRY_MAX_CATALOGUE_BYTES: bytes of all kept tool definitions of one service together (descriptions, titles, schemas). */
+  catalogueBytes: number;
   /** REGISTRY_MAX_DISCOVERY_PAGES: pages of tools/list. */
   pages: number;
 };
@@ -86,6 +88,7 @@ const VARIABLES = {
   REGISTRY_MAX_SCHEMA_BYTES: { schema: count(256, 4_194_304), fallback: "65536" },
   REGISTRY_MAX_DISCOVERY_BYTES: { schema: count(65_536, 268_435_456), fallback: "8388608" },
   REGISTRY_MAX_DISCOVERY_PAGES: { schema: count(1, 10_000), fallback: "100" },
+  REGISTRY_MAX_CATALOGUE_BYTES: { schema: count(65_536, 1_073_741_824), fallback: "8388608" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
     schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
@@ -160,6 +163,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       schemaBytes: read("REGISTRY_MAX_SCHEMA_BYTES") as number,
       answerBytes: read("REGISTRY_MAX_DISCOVERY_BYTES") as number,
       pages: read("REGISTRY_MAX_DISCOVERY_PAGES") as number,
+      catalogueBytes: read("REGISTRY_MAX_CATALOGUE_BYTES") as number,
     },
   };
   if (config.previousSecret && !config.secret) throw new ConfigError("Invalid configuration: REGISTRY_SECRET_PREVIOUS is set but REGISTRY_SECRET (the new key) is not");

@@ -31,7 +31,7 @@ describe("loadConfig", () => {
       busyTimeoutMs: 5000,
       allowedOrigins: [],
       auditRetentionDays: 90,
-      limits: { tools: 1000, descriptionBytes: 16384, schemaBytes: 65536, answerBytes: 8388608, pages: 100 },
+      limits: { tools: 1000, descriptionBytes: 16384, schemaBytes: 65536, answerBytes: 8388608, pages: 100, catalogueBytes: 8388608 },
     });
   });
 

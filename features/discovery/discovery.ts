@@ -2,7 +2,8 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type { Tool } from "@modelcontextprotocol/sdk/types.js";
+import { ListToolsResultSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import { type DiscoveryLimits, loadConfig } from "../../shared/config.ts";
 import { AppError } from "../../shared/errors.ts";
 
 export type Transport = "streamable_http" | "sse";
@@ -17,7 +18,10 @@ export type DiscoveredTool = {
   annotations: Tool["annotations"] | null;
 };
 
-export type Discovery = { transport: Transport; tools: DiscoveredTool[]; description: string };
+/** A listed tool the registry did not keep: its name as safe text (see shownName) and why. */
+export type SkippedTool = { name: string; reason: string };
+
+export type Discovery = { transport: Transport; tools: DiscoveredTool[]; skipped: SkippedTool[]; description: string };
 
 export type DiscoverOptions = {
   timeoutMs: number;
@@ -27,16 +31,36 @@ export type DiscoverOptions = {
   headers?: Record<string, string>;
   /** Cancels the discovery early (the registry is stopping). */
   signal?: AbortSignal;
+  /** What the service may bring in (ctx.config.limits); the configuration's defaults when left out. */
+  limits?: DiscoveryLimits;
 };
 
 /** Used when a service offers neither a service_description resource nor instructions. */
 export const FALLBACK_DESCRIPTION = "No description was provided for this service.";
-const MAX_PAGES = 1000;
+
+/** Why a tool with a name outside the MCP tool-name rules (2025-11-25: 1 to 128 of A-Z a-z 0-9 _ - .) is skipped. */
+export const BAD_NAME = "not a valid tool name: 1-128 of A-Za-z0-9_-.";
+const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/**
+ * A name fit for a message, a log line or a result: JSON-escaped, every character outside printable ASCII
+ * as \uXXXX (control characters, ANSI escapes, bidi controls never reach anyone raw), cut to 64
+ * characters with "…" after a cut. A valid tool name is shown as it is.
+ */
+export function shownName(name: string): string {
+  const cut = name.length > 64;
+  const escaped = JSON.stringify(name.slice(0, 64)).slice(1, -1)
+    .replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return cut ? `${escaped}…` : escaped;
+}
+
 
 /**
  * Connects to `endpoint` (streamable HTTP, falling back to SSE; SSE directly for a path ending in /sse),
  * reads every page of tools/list and, if asked, the description. Throws AppError("unavailable") with the
  * reason (header values blanked out); never takes longer than the timeout and always closes what it opened.
+ * A service past one of the limits is refused as a whole (too many tools or pages, too large an answer or
+ * description of its own); a tool with a bad name or an oversized field is skipped with a reason.
  */
 export async function discoverService(endpoint: string, options: DiscoverOptions): Promise<Discovery> {
   try {
@@ -48,34 +72,43 @@ export async function discoverService(endpoint: string, options: DiscoverOptions
   }
 }
 
+type RequestOptions = { signal: AbortSignal; timeout: number };
+
+/** How one discovery refuses a service past a limit: the first refusal is kept and stops everything at once. */
+type Refusal = { error?: AppError; refuse(what: string): AppError };
+
 async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise<Discovery> {
   // Cancelled before it began (the registry is stopping): nothing is started.
   if (options.signal?.aborted) throw new AppError("unavailable", `discovery of "${endpoint}" was cancelled`);
+  // Stored before endpoints were checked (an old import's local path): said plainly, never run.
+  if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) throw new AppError("invalid_input", `the endpoint "${endpoint}" is not an http(s) URL; set one with update_service`);
   const url = new URL(endpoint);
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
   const cancel = () => deadline.abort();
   options.signal?.addEventListener("abort", cancel, { once: true });
+  // A limit can be crossed inside the SDK (a body read by its transport) where a thrown error may never reach
+  // us: the refusal is kept here and the deadline aborted, so every request ends now and the refusal is reported.
+  const refusal: Refusal = {
+    refuse(what) {
+      refusal.error ??= new AppError("unavailable", `the MCP service at "${endpoint}" ${what}`);
+      deadline.abort();
+      return refusal.error;
+    },
+  };
   const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
   const failures: string[] = [];
   try {
     for (const transport of order) {
-      let found: Discovery;
       try {
-        found = await withDeadline(discoverWith(transport, url, options, deadline.signal), deadline.signal);
+        return await withDeadline(discoverWith(transport, url, options, deadline.signal, refusal), deadline.signal);
       } catch (err) {
+        // A service past a limit is refused, not tried again over the other transport.
+        if (refusal.error) throw refusal.error;
         const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline.signal, options.timeoutMs);
         failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
         if (deadline.signal.aborted) break;
-        continue;
       }
-      // Tool names identify tools within a service: a server listing one twice is broken, and storing it would fail.
-      const names = new Set<string>();
-      for (const tool of found.tools) {
-        if (names.has(tool.name)) throw new AppError("unavailable", `the MCP service at "${endpoint}" lists tool "${tool.name}" more than once`);
-        names.add(tool.name);
-      }
-      return found;
     }
   } finally {
     clearTimeout(timer);
@@ -84,12 +117,15 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
   throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
 }
 
-async function discoverWith(transport: Transport, url: URL, options: DiscoverOptions, signal: AbortSignal): Promise<Discovery> {
-  // Every request of this discovery carries the caller's headers and dies with the deadline.
-  const fetchWith = (input: string | URL, init?: RequestInit) => {
+async function discoverWith(transport: Transport, url: URL, options: DiscoverOptions, signal: AbortSignal, refusal: Refusal): Promise<Discovery> {
+  // Left out by a direct caller: the defaults of the configuration, never no limit.
+  const limits = options.limits ?? loadConfig({}).limits;
+  // Every request of this discovery carries the caller's headers, dies with the deadline, and has its answer counted.
+  const fetchWith = async (input: string | URL, init?: RequestInit) => {
     const headers = new Headers(init?.headers);
     for (const [k, v] of Object.entries(options.headers ?? {})) headers.set(k, v);
-    return fetch(input, { ...init, headers, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
+    const response = await fetch(input, { ...init, headers, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
+    return counted(response, limits.answerBytes, refusal);
   };
   const client = new Client({ name: "mcp-registry-discovery", version: "1.0.0" });
   const t = transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
@@ -97,23 +133,114 @@ async function discoverWith(transport: Transport, url: URL, options: DiscoverOpt
   try {
     await client.connect(t, requestOptions);
     const tools: DiscoveredTool[] = [];
+    const skipped: SkippedTool[] = [];
+    const names = new Set<string>();
+    let catalogueBytes = 0;
     const cursors = new Set<string>();
     let cursor: string | undefined;
     // A server without the tools capability (resources or prompts only) simply has no tools.
     const hasTools = Boolean(client.getServerCapabilities()?.tools);
-    for (let page = 0; hasTools && page < MAX_PAGES; page++) {
-      const result = await client.listTools(cursor ? { cursor } : {}, requestOptions);
-      for (const tool of result.tools) tools.push(keepTool(tool));
+    for (let page = 0; hasTools; page++) {
+      if (page === limits.pages) throw refusal.refuse(`lists tools on more than ${limits.pages} pages (REGISTRY_MAX_DISCOVERY_PAGES)`);
+      // A plain request, not client.listTools(): that one compiles every outputSchema into a validator (Ajv,
+      // synchronously), which costs the event loop dearly for a large catalogue and is never used here.
+      const params = cursor ? { cursor } : {};
+      const result = await relayed(requestOptions, (opts) => client.request({ method: "tools/list", params }, ListToolsResultSchema, opts));
+      // Counted before anything is kept: a service listing too many is refused with the first page past the limit.
+      if (names.size + result.tools.length > limits.tools) throw refusal.refuse(`lists more than ${limits.tools} tools (REGISTRY_MAX_TOOLS)`);
+      for (const tool of result.tools) {
+        // Tool names identify tools within a service: a server listing one twice is broken, and storing it would fail.
+        if (names.has(tool.name)) throw refusal.refuse(`lists tool "${shownName(tool.name)}" more than once`);
+        names.add(tool.name);
+        const { reason, bytes } = measure(tool, limits);
+        if (reason) {
+          skipped.push({ name: shownName(tool.name), reason });
+          continue;
+        }
+        // Each field within its bound is not enough: a thousand tools at every bound are hundreds of MB to store.
+        catalogueBytes += bytes;
+        if (catalogueBytes > limits.catalogueBytes) throw refusal.refuse(`lists tool definitions of more than ${limits.catalogueBytes} bytes in all (REGISTRY_MAX_CATALOGUE_BYTES)`);
+        tools.push(keepTool(tool));
+      }
       // A cursor seen before would only list the same pages again.
       if (!result.nextCursor || cursors.has(result.nextCursor)) break;
       cursor = result.nextCursor;
       cursors.add(cursor);
     }
-    const description = options.wantDescription ? await readDescription(client, requestOptions) : "";
-    return { transport, tools, description };
+    const description = options.wantDescription ? await readDescription(client, requestOptions, limits.pages) : "";
+    // The operator asked for the service's own description: one too long is refused with what to do instead.
+    if (utf8Bytes(description) > limits.descriptionBytes) {
+      throw refusal.refuse(`has a description of more than ${limits.descriptionBytes} bytes (REGISTRY_MAX_DESCRIPTION_BYTES); give one with description`);
+    }
+    return { transport, tools, skipped, description };
   } finally {
     await client.close().catch(() => {});
   }
+}
+
+// Runs one request of many with a signal of its own that follows the discovery's: the SDK adds an abort
+// listener to a request's signal and never removes it, so pages would pile them up on one signal.
+async function relayed<T>(options: RequestOptions, run: (options: RequestOptions) => Promise<T>): Promise<T> {
+  const one = new AbortController();
+  const relay = () => one.abort(options.signal.reason);
+  if (options.signal.aborted) relay();
+  options.signal.addEventListener("abort", relay, { once: true });
+  try {
+    return await run({ ...options, signal: one.signal });
+  } finally {
+    options.signal.removeEventListener("abort", relay);
+  }
+}
+
+// The response with its body counted while it is read: past `limit` bytes the body errors and the discovery
+// is refused, so an answer larger than the limit is never held in memory. A declared length past it is refused unread.
+function counted(response: Response, limit: number, refusal: Refusal): Response {
+  // No body to read, or a redirect whose body the SDK only cancels (and whose url and type it reads).
+  if (!response.body || response.status === 204 || response.status === 205 || (response.status >= 300 && response.status < 400)) return response;
+  const tooLarge = () => refusal.refuse(`answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`);
+  if (Number(response.headers.get("content-length") ?? 0) > limit) {
+    response.body.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  let bytes = 0;
+  const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      bytes += chunk.byteLength;
+      // Erroring the stream also cancels the connection's body: the rest is never downloaded.
+      if (bytes > limit) controller.error(tooLarge());
+      else controller.enqueue(chunk);
+    },
+  }));
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
+// Why a listed tool is not kept (a name outside the MCP rules, a field past its limit), or the bytes it brings.
+function measure(tool: Tool, limits: DiscoveryLimits): { reason?: string; bytes: number } {
+  if (!TOOL_NAME.test(tool.name)) return { reason: BAD_NAME, bytes: 0 };
+  let bytes = 0;
+  for (const field of ["title", "description"] as const) {
+    const value = tool[field];
+    const size = typeof value === "string" ? utf8Bytes(value) : 0;
+    if (size > limits.descriptionBytes) return { reason: `${field} of more than ${limits.descriptionBytes} bytes (REGISTRY_MAX_DESCRIPTION_BYTES)`, bytes: 0 };
+    bytes += size;
+  }
+  for (const field of ["inputSchema", "outputSchema", "annotations"] as const) {
+    const value = tool[field];
+    const size = value === undefined ? 0 : utf8Bytes(JSON.stringify(value));
+    if (size > limits.schemaBytes) return { reason: `${field} of more than ${limits.schemaBytes} bytes (REGISTRY_MAX_SCHEMA_BYTES)`, bytes: 0 };
+    bytes += size;
+  }
+  return { bytes };
+}
+
+// UTF-8 length of a string without encoding it (a surrogate pair is 4 bytes, 2 per half).
+function utf8Bytes(s: string): number {
+  let bytes = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    bytes += c < 0x80 ? 1 : c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 2 : 3;
+  }
+  return bytes;
 }
 
 function keepTool(tool: Tool): DiscoveredTool {
@@ -129,12 +256,13 @@ function keepTool(tool: Tool): DiscoveredTool {
 
 // The description comes from a resource named service_description, else the server's instructions.
 // A missing or broken resource never fails discovery.
-async function readDescription(client: Client, requestOptions: { signal: AbortSignal; timeout: number }): Promise<string> {
+async function readDescription(client: Client, requestOptions: RequestOptions, maxPages: number): Promise<string> {
   try {
     if (client.getServerCapabilities()?.resources) {
       let cursor: string | undefined;
-      for (let page = 0; page < MAX_PAGES; page++) {
-        const { resources, nextCursor } = await client.listResources(cursor ? { cursor } : {}, requestOptions);
+      for (let page = 0; page < maxPages; page++) {
+        const params = cursor ? { cursor } : {};
+        const { resources, nextCursor } = await relayed(requestOptions, (opts) => client.listResources(params, opts));
         const found = resources.find((r) => r.name === "service_description" || /[/:]service_description$/.test(r.uri));
         if (found) {
           const { contents } = await client.readResource({ uri: found.uri }, requestOptions);
@@ -179,13 +307,23 @@ const NETWORK_REASONS: Record<string, string> = {
 function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): string {
   if (deadline.aborted) return `no answer within ${timeoutMs / 1000} s`;
   // fetch hides the network error code in its cause chain; the SSE transport keeps it only in its message.
-  for (let e = err as { message?: string; code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (const e of chain(err)) {
     const code = typeof e.code === "string" ? e.code : /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET)\b/.exec(String(e.message))?.[1];
     if (code) return NETWORK_REASONS[code] ?? code;
   }
+  // fetch refuses ports browsers block (6000, 6667, ...) and says only "bad port" in its cause.
+  if (chain(err).some((e) => /\bbad port\b/.test(String(e.message)))) return "the port is one fetch refuses to connect to (a blocked port); serve the service on another port";
   // The SDK's transport errors carry the HTTP status of a refused request as their code.
   const status = (err as { code?: unknown })?.code;
   if ((err instanceof StreamableHTTPError || err instanceof SseError) && typeof status === "number" && status >= 100) return `HTTP ${status}`;
-  const message = String((err as Error)?.message ?? err).split("\n")[0].slice(0, 300);
+  // "fetch failed" and "SSE error: TypeError: fetch failed" say nothing a person can act on.
+  const message = String((err as Error)?.message ?? err).split("\n")[0].replace(/^SSE error: /, "").replace(/^(TypeError: )?fetch failed.*$/, "the connection failed").slice(0, 300);
   return message || "unknown error";
+}
+
+// An error and its causes, at most five deep.
+function chain(err: unknown): { message?: unknown; code?: unknown }[] {
+  const out: { message?: unknown; code?: unknown }[] = [];
+  for (let e = err as { message?: unknown; code?: unknown; cause?: unknown } | undefined; e && out.length < 5; e = e.cause as typeof e) out.push(e);
+  return out;
 }

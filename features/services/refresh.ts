@@ -4,7 +4,7 @@ import type { Ctx } from "../../shared/context.ts";
 import { atomic, type Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "../../shared/hook.ts";
-import { type Discovery, type DiscoveredTool, discoverService } from "../discovery/discovery.ts";
+import { type Discovery, type DiscoveredTool, discoverService, type SkippedTool } from "../discovery/discovery.ts";
 
 export type StoredService = Tables["services"]["$inferSelect"];
 
@@ -137,25 +137,28 @@ export async function recordFailure(ctx: Ctx, serviceId: number, endpoint: strin
 
 /**
  * Discovers a stored service again with its discovery token and applies the difference. A failed
- * discovery is recorded (health) and thrown; the tools stay. Calls the reread hook when something changed.
+ * discovery (a service past a limit too) is recorded (health) and thrown; the tools stay. Calls the reread
+ * hook when something changed. Tools discovery skipped are not part of the catalogue: a stored one goes.
  */
-export async function refreshStoredService(ctx: Ctx, service: StoredService, signal?: AbortSignal): Promise<CatalogueDiff & { tools: number }> {
+export async function refreshStoredService(ctx: Ctx, service: StoredService, signal?: AbortSignal): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
   const action = `refresh service "${service.name}"`;
   let found: Discovery;
   try {
     const token = await openDiscoveryToken(ctx, service, action);
     found = await discoverService(service.endpoint, {
-      timeoutMs: ctx.config.discoveryTimeoutMs, wantDescription: false, headers: discoveryHeaders(service.methodAuthorization, token), signal,
+      timeoutMs: ctx.config.discoveryTimeoutMs, wantDescription: false, headers: discoveryHeaders(service.methodAuthorization, token), signal, limits: ctx.config.limits,
     });
   } catch (err) {
-    if (!(err instanceof AppError) || signal?.aborted) throw err;
-    const reason = err.message.startsWith(`Cannot ${action}: `) ? err.message.slice(`Cannot ${action}: `.length) : err.message;
+    if (signal?.aborted) throw err;
+    // Whatever failed is recorded in the service's health; an unexpected failure in words that leak nothing.
+    const known = err instanceof AppError;
+    const reason = !known ? "an unexpected error (the registry's log has it)" : err.message.startsWith(`Cannot ${action}: `) ? err.message.slice(`Cannot ${action}: `.length) : err.message;
     await recordFailure(ctx, service.id, service.endpoint, reason);
-    throw new AppError(err.code, `Cannot ${action}: ${reason}`);
+    throw known ? new AppError(err.code, `Cannot ${action}: ${reason}`) : err;
   }
   const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, {}, action);
   if (hasChanges(diff)) notifyCatalogueChanged(ctx);
-  return { ...diff, tools: found.tools.length };
+  return { ...diff, tools: found.tools.length, skipped: found.skipped };
 }
 
 /**
@@ -255,8 +258,10 @@ async function claimDue(ctx: Ctx, running: Map<number, Promise<void>>, signal: A
 async function runClaimed(ctx: Ctx, service: StoredService, lease: string, signal: AbortSignal): Promise<void> {
   const { services } = ctx.tables;
   try {
-    await refreshStoredService(ctx, service, signal);
+    const { skipped } = await refreshStoredService(ctx, service, signal);
     if (service.status !== "ok") ctx.log.info(`Service "${service.name}" is reachable again`);
+    // Nobody reads a background refresh's result: the log says what it left out (names already escaped).
+    if (skipped.length) ctx.log.warn(`Service "${service.name}" lists tools the registry skipped`, { skipped: skipped.map((s) => `"${s.name}" (${s.reason})`) });
   } catch (err) {
     if (signal.aborted) return;
     if (err instanceof AppError && err.code === "unavailable") {

@@ -1,5 +1,5 @@
 /** Services: register MCP services (discovering their tools), list them, show them and their tools, update, refresh, remove them. */
-import { and, asc, count, eq, ne, or, sql } from "drizzle-orm";
+import { and, asc, count, eq, inArray, ne, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
 import { auditedWith, type PendingAudit } from "../../shared/audit.ts";
@@ -11,22 +11,13 @@ import { notifyCatalogueChanged } from "../../shared/hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
-import { type Discovery, discoverService } from "../discovery/discovery.ts";
+import { type Discovery, discoverService, type SkippedTool } from "../discovery/discovery.ts";
+import { Endpoint, endpointSpellings } from "./endpoint.ts";
 import {
   applyCatalogue, type CatalogueDiff, discoveryHeaders, hasChanges, nextRefreshAt, openDiscoveryToken, refreshStoredService, sealDiscoveryToken, type StoredService,
 } from "./refresh.ts";
 
 export const ServiceName = nameSchema(128);
-
-export const Endpoint = v.pipe(
-  v.string("must be a string"),
-  v.trim(),
-  v.nonEmpty("must not be empty"),
-  v.maxLength(2048, "must be at most 2048 characters"),
-  // Only http(s): the predecessor ran a local path as a subprocess, which is never done here.
-  // An empty endpoint is already reported by nonEmpty (valibot runs every check).
-  v.check((s) => s === "" || (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol)), "must be an http(s) URL"),
-);
 
 const Description = v.pipe(v.string("must be a string"), v.trim(), v.maxLength(8192, "must be at most 8192 characters"));
 
@@ -92,6 +83,8 @@ const ServiceDetails = v.object({
 });
 const ToolRow = v.object({ id: v.number(), name: v.string(), description: v.string(), roles: v.array(v.string()) });
 const Diff = { added: v.array(v.string()), removed: v.array(v.string()), changed: v.array(v.string()) };
+// Only present when discovery skipped tools, so results without any stay exactly as they were.
+const Skipped = { skipped: v.optional(v.array(v.object({ name: v.string(), reason: v.string() }))) };
 
 /** Finds a service by name or throws not_found. */
 export async function findService(ctx: Ctx, name: string, action = "find service") {
@@ -102,7 +95,7 @@ export async function findService(ctx: Ctx, name: string, action = "find service
 }
 
 /** Discovers the service's tools, then writes the service and its tools in one transaction. */
-export async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number }> {
+export async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number; skipped: SkippedTool[] }> {
   const { services, tools } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
@@ -127,6 +120,7 @@ export async function addService(ctx: Ctx, input: AddServiceInput, audit?: Pendi
         createdAt,
       }),
       // Multi-row inserts (one round trip each on PostgreSQL), in slices well under every engine's limit of bound parameters.
+      // On SQLite the whole batch runs without yielding; the discovery limits bound how long (docs/services.md).
       ...slices(found.tools, 500).map((slice) => q.insert(tools).values(slice.map((t) => ({ serviceId, ...t })))),
       // The audit event commits with the service: one fsync, and no service without its record.
       ...(audit ? [auditedWith(ctx, q, audit)] : []),
@@ -138,7 +132,7 @@ export async function addService(ctx: Ctx, input: AddServiceInput, audit?: Pendi
     throw err;
   }
   notifyCatalogueChanged(ctx);
-  return { tools: found.tools.length };
+  return { tools: found.tools.length, skipped: found.skipped };
 }
 
 function slices<T>(items: T[], size: number): T[][] {
@@ -147,7 +141,7 @@ function slices<T>(items: T[], size: number): T[][] {
 
 // Discovery with the action named in its error ("Cannot add service "x": no MCP service answered ...").
 async function discover(ctx: Ctx, endpoint: string, options: { wantDescription: boolean; headers?: Record<string, string> }, action: string): Promise<Discovery> {
-  return discoverService(endpoint, { timeoutMs: ctx.config.discoveryTimeoutMs, ...options }).catch((err) => {
+  return discoverService(endpoint, { timeoutMs: ctx.config.discoveryTimeoutMs, limits: ctx.config.limits, ...options }).catch((err) => {
     throw err instanceof AppError ? new AppError(err.code, `Cannot ${action}: ${err.message}`) : err;
   });
 }
@@ -155,10 +149,10 @@ async function discover(ctx: Ctx, endpoint: string, options: { wantDescription: 
 async function assertFree(ctx: Ctx, input: { service_name: string; endpoint: string }, action: string): Promise<void> {
   const { services } = ctx.tables;
   const [taken] = await ctx.db.select({ name: services.name, endpoint: services.endpoint }).from(services)
-    .where(or(eq(services.name, input.service_name), eq(services.endpoint, input.endpoint))).limit(1);
+    .where(or(eq(services.name, input.service_name), inArray(services.endpoint, endpointSpellings(input.endpoint)))).limit(1);
   if (!taken) return;
   if (taken.name === input.service_name) throw new AppError("conflict", `Cannot ${action}: a service with that name already exists`);
-  throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${input.endpoint}"`);
+  throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${taken.endpoint}"`);
 }
 
 /** All services, by name. */
@@ -195,7 +189,7 @@ function health(s: Pick<StoredService, "status" | "lastDiscoveredAt" | "lastErro
 }
 
 /** Discovers a service again now and applies the difference (added, removed, changed tools). */
-export async function refreshService(ctx: Ctx, input: ServiceNameInput): Promise<CatalogueDiff & { tools: number }> {
+export async function refreshService(ctx: Ctx, input: ServiceNameInput): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
   return refreshStoredService(ctx, await findService(ctx, input.service_name, "refresh service"));
 }
 
@@ -207,7 +201,7 @@ const UPDATABLE = ["endpoint", "description", "requires_authorization", "method_
  * stay. A new endpoint (or description "") is discovered first and must answer, else nothing is written.
  * discovery_token "" removes the stored one; turning requires_authorization off removes it too.
  */
-export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promise<CatalogueDiff & { updated: string[] }> {
+export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promise<CatalogueDiff & { updated: string[]; skipped: SkippedTool[] }> {
   const { services } = ctx.tables;
   const action = `update service "${input.service_name}"`;
   const { service_name: _, ...changes } = input;
@@ -250,9 +244,11 @@ export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promis
   }
 
   let diff: CatalogueDiff = { added: [], removed: [], changed: [] };
+  let skipped: SkippedTool[] = [];
   try {
     if (rediscover) {
       const found = await discover(ctx, endpoint, { wantDescription: input.description === "", headers: discoveryHeaders(method, token) }, action);
+      skipped = found.skipped;
       if (input.description === "" && found.description !== row.description) {
         set.description = found.description;
         updated.push("description");
@@ -269,13 +265,25 @@ export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promis
   }
   // The discovery token is not part of what agents see.
   if (updated.some((f) => f !== "discovery_token") || hasChanges(diff)) notifyCatalogueChanged(ctx);
-  return { ...diff, updated: UPDATABLE.filter((f) => updated.includes(f)) };
+  return { ...diff, updated: UPDATABLE.filter((f) => updated.includes(f)), skipped };
 }
 
 async function assertEndpointFree(ctx: Ctx, serviceId: number, endpoint: string, action: string): Promise<void> {
   const { services } = ctx.tables;
-  const [taken] = await ctx.db.select({ name: services.name }).from(services).where(and(eq(services.endpoint, endpoint), ne(services.id, serviceId))).limit(1);
-  if (taken) throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${endpoint}"`);
+  const [taken] = await ctx.db.select({ name: services.name, endpoint: services.endpoint }).from(services)
+    .where(and(inArray(services.endpoint, endpointSpellings(endpoint)), ne(services.id, serviceId))).limit(1);
+  if (taken) throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${taken.endpoint}"`);
+}
+
+// Skipped tools named in a result's sentence: at most this many, then "and N more" (a structured result has them all).
+const SKIPPED_SHOWN = 10;
+
+/** Skipped tools as words to end a sentence with: `; skipped 1: "bad\u0000name" (reason)`, or "" for none. */
+function describeSkipped(skipped: SkippedTool[]): string {
+  if (skipped.length === 0) return "";
+  const shown = skipped.slice(0, SKIPPED_SHOWN).map((s) => `"${s.name}" (${s.reason})`).join(", ");
+  const more = skipped.length > SKIPPED_SHOWN ? ` and ${skipped.length - SKIPPED_SHOWN} more` : "";
+  return `; skipped ${skipped.length}: ${shown}${more}`;
 }
 
 /** A diff as words: `added "a", "b"; removed "c"`, or "no tool changes". */
@@ -332,8 +340,8 @@ export const servicesTools = [
     input: AddServiceInput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     async run(ctx, input, audit) {
-      const { tools: count } = await addService(ctx, input, audit);
-      return { text: `Service "${input.service_name}" added with ${count} tool${count === 1 ? "" : "s"}.` };
+      const { tools: count, skipped } = await addService(ctx, input, audit);
+      return { text: `Service "${input.service_name}" added with ${count} tool${count === 1 ? "" : "s"}${describeSkipped(skipped)}.` };
     },
   }),
   defineTool({
@@ -382,13 +390,13 @@ export const servicesTools = [
     description: "Discover a service's tools again now and apply the difference: new tools are added, vanished ones removed with their role " +
       "attachments, changed ones updated; the tools that remain keep their ids and attachments. A failure is recorded in the service's health and its tools are kept.",
     input: ServiceNameInput,
-    output: v.object({ service_name: v.string(), tools: v.number(), ...Diff }),
+    output: v.object({ service_name: v.string(), tools: v.number(), ...Diff, ...Skipped }),
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },
     async run(ctx, input) {
-      const { tools, ...diff } = await refreshService(ctx, input);
+      const { tools, skipped, ...diff } = await refreshService(ctx, input);
       return {
-        text: `Service "${input.service_name}" refreshed (${tools} tool${tools === 1 ? "" : "s"}): ${describeDiff(diff)}.`,
-        data: { service_name: input.service_name, tools, ...diff },
+        text: `Service "${input.service_name}" refreshed (${tools} tool${tools === 1 ? "" : "s"}): ${describeDiff(diff)}${describeSkipped(skipped)}.`,
+        data: { service_name: input.service_name, tools, ...diff, ...(skipped.length ? { skipped } : {}) },
       };
     },
   }),
@@ -398,14 +406,14 @@ export const servicesTools = [
     description: "Change a service's endpoint, description or authorization settings without losing its tools, their ids or role attachments. " +
       "A new endpoint is discovered first and must answer; description \"\" reads it from the service again; discovery_token \"\" removes the stored one.",
     input: UpdateServiceInput,
-    output: v.object({ service_name: v.string(), updated: v.array(v.string()), ...Diff }),
+    output: v.object({ service_name: v.string(), updated: v.array(v.string()), ...Diff, ...Skipped }),
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },
     async run(ctx, input) {
-      const { updated, ...diff } = await updateService(ctx, input);
+      const { updated, skipped, ...diff } = await updateService(ctx, input);
       const what = updated.length ? updated.join(", ") : "nothing changed";
       return {
-        text: `Service "${input.service_name}" updated (${what})${hasChanges(diff) ? `: ${describeDiff(diff)}` : ""}.`,
-        data: { service_name: input.service_name, updated, ...diff },
+        text: `Service "${input.service_name}" updated (${what})${hasChanges(diff) ? `: ${describeDiff(diff)}` : ""}${describeSkipped(skipped)}.`,
+        data: { service_name: input.service_name, updated, ...diff, ...(skipped.length ? { skipped } : {}) },
       };
     },
   }),
