@@ -5,7 +5,7 @@ import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { type CallToolResult, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BAD_NAME } from "../features/discovery/discovery.ts";
-import { call, catalogue, connectClient, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
+import { call, connectClient, fails, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
 
 type McpServer = Awaited<ReturnType<typeof startTestMcpServer>>;
 type ToolEntry = { id: number; name: string; description: string; roles: string[] };
@@ -58,25 +58,6 @@ async function bareList(url: string, maxPages = 20): Promise<{ tools: Tool[]; pa
   }
 }
 
-/** Everything a refused call must leave as it was: the public catalogue, every service and tool row, the role links. */
-async function snapshot(reg: TestRegistry) {
-  const { services, tools, toolRoles } = reg.ctx.tables;
-  return {
-    catalogue: await catalogue(reg),
-    services: await reg.ctx.db.select().from(services).orderBy(services.id),
-    tools: await reg.ctx.db.select().from(tools).orderBy(tools.id),
-    links: await reg.ctx.db.select().from(toolRoles).orderBy(toolRoles.toolId),
-  };
-}
-
-/** Calls a tool expecting a tool error; returns its text after checking that nothing was written. */
-async function fails(reg: TestRegistry, name: string, args: Record<string, unknown>): Promise<string> {
-  const before = await snapshot(reg);
-  const r = await call(await reg.client(), name, args);
-  expect(r.isError, text(r)).toBe(true);
-  expect(await snapshot(reg)).toEqual(before);
-  return text(r);
-}
 
 /** add_service expecting a refusal: nothing written (no service, no tool), and the refused call is in the audit trail. */
 async function refusedAdd(reg: TestRegistry, args: Record<string, unknown>): Promise<string> {

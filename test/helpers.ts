@@ -10,6 +10,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { expect } from "vitest";
 import { type Registry, startRegistry } from "../registry.ts";
 import { type Config, loadConfig } from "../shared/config.ts";
 import { temporaryPostgres } from "../shared/db/temporary.ts";
@@ -215,4 +216,24 @@ export async function catalogue(reg: TestRegistry): Promise<{ http: unknown; mcp
   const { tools: table } = reg.ctx.tables;
   const tools = (await reg.ctx.db.select({ id: table.id }).from(table)).length;
   return { http, mcp, tools };
+}
+
+/** Everything a failed call must leave as it was: the public catalogue, every service and tool row, the role links. */
+export async function snapshot(reg: TestRegistry) {
+  const { services, tools, toolRoles } = reg.ctx.tables;
+  return {
+    catalogue: await catalogue(reg),
+    services: await reg.ctx.db.select().from(services).orderBy(services.id),
+    tools: await reg.ctx.db.select().from(tools).orderBy(tools.id),
+    links: await reg.ctx.db.select().from(toolRoles).orderBy(toolRoles.toolId),
+  };
+}
+
+/** Calls a tool expecting a tool error; returns its text after checking that nothing was written. */
+export async function fails(reg: TestRegistry, name: string, args: Record<string, unknown>): Promise<string> {
+  const before = await snapshot(reg);
+  const r = await call(await reg.client(), name, args);
+  expect(r.isError, text(r)).toBe(true);
+  expect(await snapshot(reg)).toEqual(before);
+  return text(r);
 }

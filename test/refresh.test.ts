@@ -9,7 +9,7 @@ import { eq } from "drizzle-orm";
 import type { CatalogueDiff } from "../features/services/refresh.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  call, catalogue, ENGINE, freePort, freshDatabase, startTestMcpServer, startTestRegistry, TEST_SECRET, type TestRegistry, tempDir, text, waitFor,
+  call, ENGINE, fails, freePort, freshDatabase, startTestMcpServer, startTestRegistry, TEST_SECRET, type TestRegistry, snapshot, tempDir, text, waitFor,
 } from "./helpers.ts";
 
 type ToolSpec = Partial<Tool> & { name: string };
@@ -81,25 +81,6 @@ async function serviceInfo(reg: TestRegistry, service: string): Promise<ServiceI
   return r.structuredContent as ServiceInfo;
 }
 
-/** Everything a failed call must leave as it was: the public catalogue, every service and tool row, the role links. */
-async function snapshot(reg: TestRegistry) {
-  const { services, tools, toolRoles } = reg.ctx.tables;
-  return {
-    catalogue: await catalogue(reg),
-    services: await reg.ctx.db.select().from(services).orderBy(services.id),
-    tools: await reg.ctx.db.select().from(tools).orderBy(tools.id),
-    links: await reg.ctx.db.select().from(toolRoles).orderBy(toolRoles.toolId),
-  };
-}
-
-/** Calls a tool expecting a tool error; returns its text after checking that nothing was written. */
-async function fails(reg: TestRegistry, name: string, args: Record<string, unknown>): Promise<string> {
-  const before = await snapshot(reg);
-  const r = await call(await reg.client(), name, args);
-  expect(r.isError, text(r)).toBe(true);
-  expect(await snapshot(reg)).toEqual(before);
-  return text(r);
-}
 
 async function ok(reg: TestRegistry, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
   const r = await call(await reg.client(), name, args);
