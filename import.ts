@@ -1,6 +1,6 @@
 /** `npm run import -- <old DATABASE_URL>`: imports the predecessor's SQLite database into this registry's database. */
 import process from "node:process";
-import { formatImportReport, importLegacy, legacyDatabasePath } from "./features/legacy/legacy.ts";
+import { formatImportReport, importLegacy, legacyDatabasePath } from "./features/import/import.ts";
 import { openContext } from "./registry.ts";
 import { ConfigError, loadConfig, readDotEnv } from "./shared/config.ts";
 import { AppError } from "./shared/errors.ts";

@@ -1,49 +1,56 @@
 /** Composes the features into one registry and serves it with @hono/node-server (node:http, on Node and on Deno). */
 import { Hono } from "hono";
-import { auditRoutes, auditTools, startAuditRetention } from "./features/audit/audit.ts";
-import { authRoutes, authTools, reencryptUserTokens } from "./features/auth/auth.ts";
-import { healthRoutes, healthTools } from "./features/health/health.ts";
-import { rolesRoutes, rolesTools } from "./features/roles/roles.ts";
-import { reencryptDiscoveryTokens, startRefresher } from "./features/services/refresh.ts";
-import { servicesRoutes, servicesTools } from "./features/services/services.ts";
-import { usersRoutes, usersTools } from "./features/users/users.ts";
-import { createKeyRing, type KeyRing } from "./shared/access.ts";
+import { accessMiddleware, createKeyRing, type KeyRing, mcpServing } from "./features/access/access.ts";
+import { audit } from "./features/audit/audit.ts";
+import { credentials } from "./features/credentials/credentials.ts";
+import { health } from "./features/health/health.ts";
+import { roles } from "./features/roles/roles.ts";
+import { services } from "./features/services/services.ts";
+import { users } from "./features/users/users.ts";
 import type { Config } from "./shared/config.ts";
-import type { Ctx } from "./shared/context.ts";
+import { type Ctx, freshState } from "./shared/context.ts";
 import { openVault } from "./shared/crypto.ts";
 import { openStore, type Store } from "./shared/db/db.ts";
-import { type AppEnv, accessMiddleware, limitBody, onHttpError } from "./shared/http.ts";
+import type { Feature } from "./shared/feature.ts";
+import { type AppEnv, limitBody, onHttpError } from "./shared/http.ts";
 import { createLog, type Log } from "./shared/log.ts";
 import { mcpHandler, type ToolDef } from "./shared/mcp.ts";
 
+/** The registry's features, in the order tools/list shows their tools. */
+const FEATURES: Feature[] = [health, services, credentials, roles, users, audit];
+
 /** Every MCP tool of the registry, in the order tools/list shows them. */
-export const allTools: ToolDef[] = [...healthTools, ...servicesTools, ...authTools, ...rolesTools, ...usersTools, ...auditTools];
+export const allTools: ToolDef[] = FEATURES.flatMap((f) => f.tools ?? []);
+
+/** How the MCP endpoints (HTTP and stdio) serve the registry's tools: each caller's rules, every change audited. */
+export const registryMcp = mcpServing(allTools);
 
 /** Builds the Hono app for a context: access rules, body limit, feature routes, MCP endpoint. */
 export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+  // strict: false, so "/mcp/" (old clients) is "/mcp".
+  const app = new Hono<AppEnv>({ strict: false });
   app.onError(onHttpError);
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
-  app.use("*", accessMiddleware(ctx, keys), limitBody);
-  const mcp = mcpHandler(allTools);
-  app.all("/mcp", mcp);
-  app.all("/mcp/", mcp);
-  for (const routes of [healthRoutes, servicesRoutes, authRoutes, rolesRoutes, usersRoutes, auditRoutes]) app.route("/", routes);
+  app.use("*", accessMiddleware(ctx, keys), limitBody());
+  app.all("/mcp", mcpHandler(registryMcp));
+  for (const feature of FEATURES) if (feature.routes) app.route("/", feature.routes);
   return app;
 }
 
 export type Registry = { url: string; port: number; ctx: Ctx; keys: KeyRing; close(): Promise<void> };
 
-/** Opens the vault and the store (migrated, stored tokens checked against the key): what every entry point needs. */
+/** Opens the vault and the store (migrated, stored secrets checked against the key): what every entry point needs. */
 export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx; close(): Promise<void> }> {
   const vault = await openVault(config, log);
   const store: Store = await openStore(config.databaseUrl, { sqliteSync: config.sqliteSync, busyTimeoutMs: config.busyTimeoutMs, warn: (message) => log.warn(message) });
-  const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, ready: store.ready, config, log, vault, background: new Set() };
-  // A key that cannot read the stored tokens stops start-up here, not at the first /token (or refresh).
-  await reencryptUserTokens(ctx).then(() => reencryptDiscoveryTokens(ctx)).catch(async (err) => {
+  const ctx: Ctx = { db: store.db, tables: store.tables, engine: store.engine, ready: store.ready, config, log, vault, ...freshState() };
+  // A key that cannot read the stored secrets stops start-up here, not at the first /token (or refresh).
+  try {
+    for (const feature of FEATURES) await feature.prepare?.(ctx);
+  } catch (err) {
     await store.close();
     throw err;
-  });
+  }
   return {
     ctx,
     async close() {
@@ -65,8 +72,7 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
     await close();
     throw err;
   });
-  const refresher = startRefresher(ctx);
-  const retention = startAuditRetention(ctx);
+  const running = FEATURES.flatMap((f) => (f.start ? [f.start(ctx)] : []));
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${server.port}`;
   return {
@@ -76,8 +82,7 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
     keys,
     async close() {
       await server.close();
-      retention.stop();
-      await refresher.stop();
+      await Promise.all(running.map((r) => r.stop()));
       await close();
     },
   };

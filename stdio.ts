@@ -1,10 +1,11 @@
 /** Entry point for desktop MCP clients: the registry's tools over stdin/stdout on the configured database, no HTTP. */
 import process from "node:process";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { allTools, openContext } from "./registry.ts";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
+import { openContext, registryMcp } from "./registry.ts";
 import { ConfigError, loadConfig, readDotEnv, redactDatabaseUrl } from "./shared/config.ts";
 import { createLog } from "./shared/log.ts";
-import { connectGuarded, createMcpServer } from "./shared/mcp.ts";
+import { connectGuarded } from "./shared/mcp.ts";
 
 // stdout carries protocol messages only: whatever a library prints with console.log goes to stderr instead.
 console.log = console.info = console.debug = console.error;
@@ -16,7 +17,7 @@ try {
   const { ctx, close } = await openContext(config, log);
   // The client started this process on the operator's machine: it is the local administrator.
   const caller = { principal: "admin" as const, label: "stdio" };
-  const server = createMcpServer(ctx, allTools, caller);
+  const server = registryMcp.server(ctx, caller, new AjvJsonSchemaValidator());
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -30,7 +31,7 @@ try {
   process.stdin.once("end", stop);
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  await connectGuarded(ctx, server, new StdioServerTransport(), caller);
+  await connectGuarded(server, new StdioServerTransport(), (action, reason) => registryMcp.refused(ctx, caller, action, reason));
   log.info(`MCP Registry serving MCP on stdio, database ${redactDatabaseUrl(config.databaseUrl)}`);
 } catch (err) {
   // A bad setting is one clear line on stderr, not a stack trace.

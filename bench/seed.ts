@@ -2,7 +2,7 @@
  * The benchmark's data set, written straight through the store (no discovery): services with their tools,
  * roles (one attached to many tools), users with a role and an encrypted token each (sealUserToken).
  */
-import { sealUserToken } from "../features/auth/auth.ts";
+import { sealUserToken } from "../features/credentials/credentials.ts";
 import type { Ctx } from "../shared/context.ts";
 
 /** How much data the benchmark seeds. */

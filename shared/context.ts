@@ -5,7 +5,26 @@ import type { SQL, SQLWrapper } from "drizzle-orm";
 import type { SelectedFields } from "drizzle-orm/sqlite-core";
 import { type Db, type Engine, jsonArrayOf, type Tables } from "./db/db.ts";
 import { logReason } from "./errors.ts";
+import type { KeptAnswers } from "./db/answers.ts";
 import type { Log } from "./log.ts";
+
+/** Who may be calling: see features/access for how a caller is recognised and what each may call. */
+export type Principal = "anonymous" | "agent" | "admin";
+/** The caller of a request: its principal and a label safe to log (never the key). */
+export type Caller = { principal: Principal; label: string };
+
+/** One audit event as actions report it (features/audit writes it). */
+export type AuditEntry = { caller: Caller; action: string; target: string; outcome: string; detail?: string };
+
+/**
+ * The success event of a change, which the change may write in its own transaction (features/audit's
+ * auditedWith): the change and its record then commit together, with one commit (one fsync) instead of
+ * two. Whoever made it records it after the change unless `written`.
+ */
+export type PendingAudit = { entry: AuditEntry; written: boolean };
+
+/** An audit row waiting for the next group commit, and how to tell its caller it is stored. */
+export type QueuedAudit = { row: { actor: string; action: string; target: string; outcome: string; detail: string }; stored(): void };
 
 export type Ctx = {
   db: Db;
@@ -20,23 +39,28 @@ export type Ctx = {
   vault: Vault;
   /** Work that outlives a request (hooks); awaited on shutdown. */
   background: Set<Promise<unknown>>;
-  /** Per-registry values built on first use (prepared statements, the audit queue): see perRegistry. */
-  once?: Map<string, unknown>;
+  /** Statements prepared once per registry, by name (prepareOnce). */
+  prepared: Map<string, unknown>;
+  /** Answers kept per catalogue generation (shared/db/answers.ts). */
+  answers: KeptAnswers;
+  /** Audit events of this turn of the event loop, written together (features/audit). */
+  auditQueue: { waiting: QueuedAudit[]; writing: boolean };
 };
 
-/** This registry's value named `name`, built by `build` on first use (e.g. a statement prepared once). */
-export function perRegistry<T>(ctx: Ctx, name: string, build: () => T): T {
-  const values = (ctx.once ??= new Map<string, unknown>());
-  if (!values.has(name)) values.set(name, build());
-  return values.get(name) as T;
+/** The per-registry state of a new context: nothing prepared, kept or queued yet. */
+export function freshState(): Pick<Ctx, "background" | "prepared" | "answers" | "auditQueue"> {
+  return { background: new Set(), prepared: new Map(), answers: { answers: new Map(), size: 0 }, auditQueue: { waiting: [], writing: false } };
 }
 
 /** A query prepared once per registry; `name` also names the statement (PostgreSQL's drizzle wants one). */
 export function prepareOnce<P>(ctx: Ctx, name: string, build: () => { prepare(): P }): P {
-  return perRegistry(ctx, `prepared ${name}`, () => {
+  let prepared = ctx.prepared.get(name) as P | undefined;
+  if (prepared === undefined) {
     const query = build();
-    return (query.prepare as (name: string) => P).call(query, name);
-  });
+    prepared = (query.prepare as (name: string) => P).call(query, name);
+    ctx.prepared.set(name, prepared);
+  }
+  return prepared;
 }
 
 /** The first row of a prepared query: SQLite reads just that one (get), PostgreSQL takes the first row. */

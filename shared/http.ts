@@ -1,12 +1,10 @@
-/** HTTP plumbing shared by every feature's routes: context variables, input reading, errors, access. */
+/** HTTP plumbing shared by every feature's routes: context variables, input reading, body limit, errors. */
 import type { IncomingMessage } from "node:http";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import * as v from "valibot";
-import { type Caller, isLoopback, type KeyRing, mayCall } from "./access.ts";
-import type { Ctx } from "./context.ts";
+import type { Caller, Ctx } from "./context.ts";
 import { AppError, describeForLog, recognizeError, toHttpError } from "./errors.ts";
-import { recordAudit } from "./audit.ts";
 import { MAX_NESTING, nestedWithin, validate } from "./validate.ts";
 
 export type AppEnv = { Variables: { ctx: Ctx; caller: Caller } };
@@ -74,85 +72,15 @@ async function recoverGetBody(c: Context<AppEnv>, action: string): Promise<void>
   if (size > 0) c.req.bodyCache.text = text + decoder.decode();
 }
 
-/**
- * Middleware: context, the browser rules (Host and Origin), caller resolution and the access rule of the route.
- * Host: a registry bound to loopback answers only requests addressed to a loopback name (a page whose host
- * name was rebound to 127.0.0.1 sends its own). Origin: a browser request from another site is refused on
- * every route but the public reads (/health, /ready); curl and agents send no Origin.
- */
-export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<AppEnv> {
-  const guardHost = isLoopback(ctx.config.host);
-  const allowedOrigins = new Set(ctx.config.allowedOrigins);
-  return async function access(c, next) {
-    c.set("ctx", ctx);
-    const path = c.req.path.replace(/\/+$/, "") || "/";
-    const method = c.req.method === "HEAD" ? "GET" : c.req.method;
-    const rule = path === "/mcp" ? "MCP" : `${method} ${path}`;
-    const anonymous = mayCall({ principal: "anonymous", label: "anonymous" }, rule);
-    const refusal = (guardHost ? foreignHost(c.req.header("host")) : null) ??
-      (anonymous && method === "GET" ? null : foreignOrigin(c, allowedOrigins, guardHost));
-    if (refusal) {
-      await recordAudit(ctx, { caller: { principal: "anonymous", label: "browser" }, action: "refused_request", target: `${method} ${path}`.slice(0, 200), outcome: "forbidden", detail: refusal });
-      throw new AppError("forbidden", refusal);
-    }
-    const caller = keys.resolve(c.req.header("authorization"));
-    if (anonymous) {
-      c.set("caller", caller ?? { principal: "anonymous", label: "anonymous" });
-      return next();
-    }
-    if (!caller || caller.principal === "anonymous") {
-      c.header("WWW-Authenticate", 'Bearer realm="mcp-registry"');
-      throw new AppError("unauthorized", caller ? "Authentication required: send Authorization: Bearer <key>" : "Invalid API key");
-    }
-    // Any known key may open the MCP endpoint; each tool is then checked against its own rule.
-    if (rule !== "MCP" && !mayCall(caller, rule)) throw new AppError("forbidden", `The ${caller.principal} key may not call ${rule}`);
-    c.set("caller", caller);
-    return next();
-  };
-}
-
-// DNS rebinding: the reason a loopback-bound registry refuses a request for another host name, or null.
-function foreignHost(host: string | undefined): string | null {
-  if (!host) return null;
-  return isLoopback(host.replace(/:\d+$/, "")) ? null : `Host "${host.slice(0, 200)}" is not allowed: this registry answers only on loopback names (127.0.0.1, localhost, [::1])`;
-}
-
-/**
- * The reason a request from a browser page of another origin is refused, or null. Allowed: no Origin (not a
- * browser, or a same-origin GET), the registry's own origin (its Host; on loopback any loopback name with
- * its port), REGISTRY_ALLOWED_ORIGINS. Without Origin, a browser's Sec-Fetch-Site still tells a request
- * another site started (a navigation or an image).
- */
-function foreignOrigin(c: Context<AppEnv>, allowed: Set<string>, loopback: boolean): string | null {
-  const origin = c.req.header("origin");
-  if (origin === undefined) {
-    const site = c.req.header("sec-fetch-site");
-    return site === "cross-site" || site === "same-site" ? "A request started by another site is not allowed" : null;
-  }
-  if (allowed.has(origin)) return null;
-  const host = c.req.header("host") ?? "";
-  let own = false;
-  try {
-    const url = new URL(origin);
-    own = url.host === host || (loopback && isLoopback(url.hostname) && url.port === portOf(host));
-  } catch { /* "null" or malformed: not the registry's own */ }
-  return own ? null : `Origin "${origin.slice(0, 200)}" is not allowed: only the registry's own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser`;
-}
-
-// The port of a Host header value ("" for the scheme's default, as URL.port has it).
-function portOf(host: string): string {
-  const m = /:(\d+)$/.exec(host);
-  return m && m[1] !== "80" ? m[1] : "";
-}
-
 // Connection: close, because the unread rest of the body makes the connection unusable for a next request.
 const payloadTooLarge = (c: Context<AppEnv>) =>
   c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413, { Connection: "close" });
 // Counts the bytes of a body sent without a length (chunked).
 const limitStreamedBody: MiddlewareHandler<AppEnv> = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: payloadTooLarge });
 
-/** Body size limit answering 413 with the JSON error body. */
-export const limitBody: MiddlewareHandler<AppEnv> = (c, next) => {
+/** Middleware: the body size limit (MAX_BODY_BYTES), answering 413 with the JSON error body. */
+export function limitBody(): MiddlewareHandler<AppEnv> {
+  return function limitBody(c, next) {
   // A GET or HEAD reaches the routes without a body (recoverGetBody limits an old agent's GET body itself).
   if (c.req.method === "GET" || c.req.method === "HEAD") return next();
   // A declared length is checked without touching the body, which keeps @hono/node-server's direct body
@@ -162,7 +90,8 @@ export const limitBody: MiddlewareHandler<AppEnv> = (c, next) => {
     return Number.parseInt(length, 10) > MAX_BODY_BYTES ? Promise.resolve(payloadTooLarge(c)) : next();
   }
   return limitStreamedBody(c, next);
-};
+  };
+}
 
 /** Maps any error to its JSON error body; internal errors are logged with the request id only. */
 export function onHttpError(err: Error, c: Context<AppEnv>): Response {

@@ -1,4 +1,8 @@
-/** MCP plumbing: defineTool over the low-level SDK Server, and the stateless streamable HTTP endpoint. */
+/**
+ * MCP plumbing, without policy: tool definitions (defineTool) and their listing, a low-level SDK Server over
+ * them, the message guard, and the stateless streamable HTTP endpoint. Who may call what, and the audit of
+ * each call, are features/access's and features/audit's: the registry passes them in.
+ */
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
@@ -7,12 +11,9 @@ import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv
 import { toJsonSchema } from "@valibot/to-json-schema";
 import type { Context } from "hono";
 import type * as v from "valibot";
-import { type Caller, mayCall, type Principal } from "./access.ts";
-import { auditTarget, type PendingAudit, recordAudit } from "./audit.ts";
-import type { Ctx } from "./context.ts";
-import { AppError, describeForLog, recognizeError, toToolError } from "./errors.ts";
+import type { Caller, Ctx, PendingAudit } from "./context.ts";
 import type { AppEnv } from "./http.ts";
-import { MAX_NESTING, nestedWithin, validate } from "./validate.ts";
+import { MAX_NESTING, nestedWithin } from "./validate.ts";
 
 export const SERVER_INFO = { name: "mcp-registry", version: "0.1.0" };
 const INSTRUCTIONS = "Registry of MCP services: list services and their tools, manage roles, users and user credentials.";
@@ -43,52 +44,50 @@ function jsonSchema(schema: v.GenericSchema): ListedTool["inputSchema"] {
   return rest as ListedTool["inputSchema"];
 }
 
-/** Runs one tool call for a caller: access rule, input validation, errors mapped to tool results. */
-export async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Caller, name: string, args: unknown): Promise<CallToolResult> {
-  const tool = tools.get(name);
-  // Every call of a tool that changes something is audited, allowed or not, succeeded or not.
-  const audited = !tool || !tool.annotations.readOnlyHint;
-  try {
-    if (!tool || !mayCall(caller, `tool ${name}`)) throw new AppError(tool ? "forbidden" : "not_found", `Cannot call tool "${name}": ${tool ? "not allowed for this key" : "no such tool"}`);
-    const input = validate(tool.input, args ?? {}, name.replaceAll("_", " "));
-    const success: PendingAudit = { entry: { caller, action: name, target: auditTarget(input), outcome: "ok" }, written: false };
-    const out = await tool.run(ctx, input, success);
-    if (audited && !success.written) await recordAudit(ctx, success.entry);
-    return { content: [{ type: "text", text: out.text }], ...(out.data ? { structuredContent: out.data } : {}) };
-  } catch (thrown) {
-    const err = recognizeError(thrown);
-    // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
-    const requestId = crypto.randomUUID().slice(0, 8);
-    if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: describeForLog(err) });
-    if (audited) await recordAudit(ctx, { caller, action: name, target: auditTarget(args), outcome: err instanceof AppError ? err.code : "internal" });
-    return toToolError(err, requestId);
-  }
-}
+/** How a server answers tools/call: the tool's name and the arguments as sent. */
+export type CallHandler = (name: string, args: unknown) => Promise<CallToolResult>;
 
-/** A low-level SDK Server exposing `tools` to `caller` (the same server serves HTTP and stdio). */
-export function createMcpServer(ctx: Ctx, tools: ToolDef[], caller: Caller, validator = new AjvJsonSchemaValidator()): Server {
-  const { byName, visible } = catalogue(tools);
+/** A low-level SDK Server listing `listed` and answering tools/call with `call` (the same server serves HTTP and stdio). */
+export function createMcpServer(listed: ListedTool[], call: CallHandler, validator = new AjvJsonSchemaValidator()): Server {
   // logging: clients may set a level (the SDK answers logging/setLevel); the registry's own logs go to stderr.
   const server = new Server(SERVER_INFO, { capabilities: { tools: {}, logging: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: validator });
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible[caller.principal] }));
-  server.setRequestHandler(CallToolRequestSchema, (req) => callTool(ctx, byName, caller, req.params.name, req.params.arguments));
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listed }));
+  server.setRequestHandler(CallToolRequestSchema, (req) => call(req.params.name, req.params.arguments));
   return server;
 }
+
+/** The tools/list entries of `tools` (JSON Schemas built once per tool list). */
+export function listTools(tools: ToolDef[]): ListedTool[] {
+  let listed = listings.get(tools);
+  if (!listed) {
+    listed = tools.map((t) => ({
+      name: t.name,
+      title: t.title,
+      description: t.description,
+      inputSchema: jsonSchema(t.input),
+      ...(t.output ? { outputSchema: jsonSchema(t.output) } : {}),
+      annotations: { title: t.title, ...t.annotations },
+    }));
+    listings.set(tools, listed);
+  }
+  return listed;
+}
+const listings = new WeakMap<ToolDef[], ListedTool[]>();
 
 /**
  * Connects `server` to `transport`, with every incoming message checked before the SDK parses it: nesting
  * within MAX_NESTING, and a tools/call whose params and arguments are objects. A refused call is answered
- * with JSON-RPC -32602 and a plain message (the SDK would answer -32603 with its raw validation dump) and audited.
+ * with JSON-RPC -32602 and a plain message (the SDK would answer -32603 with its raw validation dump), and
+ * `onRefused` hears of it (the registry audits it).
  */
-export async function connectGuarded(ctx: Ctx, server: Server, transport: Transport, caller: Caller): Promise<void> {
+export async function connectGuarded(server: Server, transport: Transport, onRefused: (action: string, reason: string) => void): Promise<void> {
   await server.connect(transport);
   const deliver = transport.onmessage!;
   transport.onmessage = (message, extra) => {
     const refusal = refuseMessage(message);
     if (!refusal) return deliver(message, extra);
     const m = message as { id?: unknown; method?: unknown; params?: { name?: unknown } };
-    const name = typeof m.params?.name === "string" ? m.params.name.slice(0, 128) : String(m.method ?? "request").slice(0, 64);
-    void recordAudit(ctx, { caller, action: name, target: "", outcome: "invalid_input", detail: refusal });
+    onRefused(typeof m.params?.name === "string" ? m.params.name.slice(0, 128) : String(m.method ?? "request").slice(0, 64), refusal);
     if (typeof m.id === "string" || typeof m.id === "number") void transport.send({ jsonrpc: "2.0", id: m.id, error: { code: ErrorCode.InvalidParams, message: refusal } });
   };
 }
@@ -111,40 +110,19 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
-type Catalogue = { byName: Map<string, ToolDef>; visible: Record<Principal, ListedTool[]> };
-const catalogues = new WeakMap<ToolDef[], Catalogue>();
-// The tool map, the JSON Schemas and what each principal may see: computed once per tool list, not per request.
-function catalogue(tools: ToolDef[]): Catalogue {
-  let found = catalogues.get(tools);
-  if (!found) {
-    const listing: ListedTool[] = tools.map((t) => ({
-      name: t.name,
-      title: t.title,
-      description: t.description,
-      inputSchema: jsonSchema(t.input),
-      ...(t.output ? { outputSchema: jsonSchema(t.output) } : {}),
-      annotations: { title: t.title, ...t.annotations },
-    }));
-    const seenBy = (principal: Principal) => listing.filter((t) => mayCall({ principal, label: principal }, `tool ${t.name}`));
-    found = { byName: new Map(tools.map((t) => [t.name, t])), visible: { anonymous: seenBy("anonymous"), agent: seenBy("agent"), admin: seenBy("admin") } };
-    catalogues.set(tools, found);
-  }
-  return found;
-}
-
 /**
  * Hono handler for /mcp: stateless streamable HTTP (a new Server and transport per request, so any
  * instance can answer any request), JSON responses, one shared JSON Schema validator.
  */
-export function mcpHandler(tools: ToolDef[]): (c: Context<AppEnv>) => Promise<Response> {
+export function mcpHandler(serve: McpServing): (c: Context<AppEnv>) => Promise<Response> {
   const validator = new AjvJsonSchemaValidator();
   return async (c) => {
     if (c.req.method !== "POST") {
       return c.json({ error: { code: "method_not_allowed", message: "This MCP endpoint is stateless: use POST" } }, 405, { Allow: "POST" });
     }
-    const server = createMcpServer(c.get("ctx"), tools, c.get("caller"), validator);
+    const { ctx, caller } = { ctx: c.get("ctx"), caller: c.get("caller") };
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await connectGuarded(c.get("ctx"), server, transport, c.get("caller"));
+    await connectGuarded(serve.server(ctx, caller, validator), transport, (action, reason) => serve.refused(ctx, caller, action, reason));
     // The body is read here, directly (@hono/node-server), and handed over parsed: the transport would
     // read it as a stream of a whole new Request. Not JSON: the transport reports the parse error itself.
     let parsedBody: unknown;
@@ -157,3 +135,9 @@ export function mcpHandler(tools: ToolDef[]): (c: Context<AppEnv>) => Promise<Re
     return transport.handleRequest(c.req.raw, { parsedBody });
   };
 }
+
+/** What an MCP endpoint serves a caller: a server for one request, and what to do with a refused message. */
+export type McpServing = {
+  server(ctx: Ctx, caller: Caller, validator: AjvJsonSchemaValidator): Server;
+  refused(ctx: Ctx, caller: Caller, action: string, reason: string): void;
+};

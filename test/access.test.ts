@@ -2,7 +2,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allTools, createApp } from "../registry.ts";
-import { mayCall, type Principal } from "../shared/access.ts";
+import { mayCall, type Principal } from "../features/access/access.ts";
 import { loadConfig } from "../shared/config.ts";
 import { call, connectClient, ENGINE, type Spawned, startEverything, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
 

@@ -6,7 +6,7 @@ import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sealUserToken } from "../features/auth/auth.ts";
+import { sealUserToken } from "../features/credentials/credentials.ts";
 import { call, connectClient, ENGINE, freePort, freshDatabase, spawnUntil, startTestMcpServer, startTestRegistry, type TestRegistry, tempDir, TEST_SECRET, text } from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";

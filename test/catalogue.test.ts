@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { catalogueGeneration } from "../shared/catalogue.ts";
+import { catalogueGeneration } from "../shared/db/answers.ts";
 import { call, ENGINE, freshDatabase, startTestMcpServer, startTestRegistry, tempDir, type TestRegistry, text } from "./helpers.ts";
 
 type Served = { tools: Tool[] };

@@ -8,7 +8,7 @@ import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { ListResourcesRequestSchema, ListToolsRequestSchema, ReadResourceRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { discoverService, FALLBACK_DESCRIPTION } from "../features/discovery/discovery.ts";
+import { discoverService, FALLBACK_DESCRIPTION } from "../features/services/discovery.ts";
 import { call, catalogue, connectClient, freePort, type Spawned, startEverything, startTestMcpServer, startTestRegistry, type TestRegistry, tempDir, text } from "./helpers.ts";
 
 const EVERYTHING_TOOLS = [

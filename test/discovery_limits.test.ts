@@ -4,7 +4,7 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { type CallToolResult, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BAD_NAME } from "../features/discovery/discovery.ts";
+import { BAD_NAME } from "../features/services/discovery.ts";
 import { call, connectClient, fails, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
 
 type McpServer = Awaited<ReturnType<typeof startTestMcpServer>>;

@@ -1,10 +1,104 @@
-/** Audit: the admin's view of the audit trail (changes and token reads), filtered and paginated. */
+/**
+ * The audit trail: who did what to which target and how it ended (never a secret). Writing (group commit,
+ * the audited-call wrapper), reading (list_audit_events) and retention.
+ */
+import { setImmediate } from "node:timers";
+import { type AuditEntry, type Caller, type Ctx, inBackground, type PendingAudit, type QueuedAudit } from "../../shared/context.ts";
+import type { Db } from "../../shared/db/db.ts";
+import { AppError, logReason, recognizeError } from "../../shared/errors.ts";
+
 import { and, desc, eq, gte, lt, type SQL, sql } from "drizzle-orm";
-import { Hono } from "hono";
 import * as v from "valibot";
-import { type Ctx, inBackground } from "../../shared/context.ts";
-import type { AppEnv } from "../../shared/http.ts";
+import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
+
+
+// Input fields that name what an action is about; anything else (tokens, prompts) is left out.
+const TARGET_FIELDS = ["service_name", "role_name", "role", "user_id", "tool_id"] as const;
+
+/** A target description built from the naming fields of an input, e.g. `service_name=weather user_id=ann`. */
+export function auditTarget(input: unknown): string {
+  if (!input || typeof input !== "object") return "";
+  const record = input as Record<string, unknown>;
+  // Names are strings or numbers: anything else (an array nested thousands deep) is never turned into text.
+  return TARGET_FIELDS.filter((f) => (typeof record[f] === "string" && record[f] !== "") || typeof record[f] === "number")
+    .map((f) => `${f}=${String(record[f]).slice(0, 200)}`).join(" ");
+}
+
+type AuditRow = QueuedAudit["row"];
+
+function auditRow(entry: AuditEntry): AuditRow {
+  return { actor: entry.caller.label, action: entry.action, target: entry.target, outcome: entry.outcome, detail: entry.detail ?? "" };
+}
+
+/** The insert of a pending success event, for the change's own atomic batch; mark it written once that batch committed. */
+export function auditedWith(ctx: Ctx, q: Db, pending: PendingAudit) {
+  return q.insert(ctx.tables.auditEvents).values(auditRow(pending.entry));
+}
+
+type AuditQueue = Ctx["auditQueue"];
+
+// Rows per insert: 5 bound parameters each, far under every engine's limit.
+const MAX_BATCH = 500;
+
+/** Writes an audit event, resolving once it is stored; a failure to write is logged, never thrown (the action already happened). */
+export function recordAudit(ctx: Ctx, entry: AuditEntry): Promise<void> {
+  // Group commit: the events of concurrent requests share one multi-row insert (a burst of token reads
+  // costs one write, not one each), and each caller still waits for its own row.
+  const queue = ctx.auditQueue;
+  const row = auditRow(entry);
+  const stored = new Promise<void>((resolve) => queue.waiting.push({ row, stored: resolve }));
+  if (!queue.writing) {
+    queue.writing = true;
+    // In ctx.background, so shutdown waits for queued events before closing the store.
+    inBackground(ctx, "Audit write", () => writeQueued(ctx, queue));
+  }
+  return stored;
+}
+
+async function writeQueued(ctx: Ctx, queue: AuditQueue): Promise<void> {
+  try {
+    // One turn of the event loop: the events of the requests handled in this turn join the batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (queue.waiting.length > 0) {
+      const batch = queue.waiting.splice(0, MAX_BATCH);
+      try {
+        await ctx.db.insert(ctx.tables.auditEvents).values(batch.map((q) => q.row));
+      } catch (err) {
+        // A busy or unreachable database: the callers have their answer; their events are written later.
+        if (recognizeError(err) instanceof AppError) retryLater(ctx, batch.map((q) => q.row));
+        else logLost(ctx, batch.map((q) => q.row), err);
+      }
+      for (const q of batch) q.stored();
+    }
+  } finally {
+    queue.writing = false;
+  }
+}
+
+const RETRY_DELAYS_MS = [1000, 2000, 5000, 10_000, 30_000];
+
+// Writes events the database refused for being busy or unreachable, after growing pauses; logs them as lost at the end.
+function retryLater(ctx: Ctx, rows: AuditRow[]): void {
+  inBackground(ctx, "Audit write", async () => {
+    let last: unknown;
+    for (const delay of RETRY_DELAYS_MS) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      try {
+        await ctx.db.insert(ctx.tables.auditEvents).values(rows);
+        return;
+      } catch (err) {
+        last = err;
+      }
+    }
+    logLost(ctx, rows, last);
+  });
+}
+
+function logLost(ctx: Ctx, rows: AuditRow[], err: unknown): void {
+  const actions = [...new Set(rows.map((r) => r.action))];
+  ctx.log.error(`Cannot write audit event${rows.length === 1 ? "" : `s (${rows.length})`}`, { action: actions.join(","), reason: logReason(err) });
+}
 
 export const ListAuditEventsInput = v.object({
   action: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters"))),
@@ -31,7 +125,7 @@ export async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
   return { events, next_before_id: rows.length > input.limit ? events[events.length - 1].id : null };
 }
 
-export const auditTools = [
+const tools = [
   defineTool({
     name: "list_audit_events",
     title: "List audit events",
@@ -46,7 +140,6 @@ export const auditTools = [
   }),
 ];
 
-export const auditRoutes = new Hono<AppEnv>();
 
 /** How often the retention runs (and once a second after start). */
 const RETENTION_EVERY_MS = 60 * 60 * 1000;
@@ -71,7 +164,7 @@ export async function applyAuditRetention(ctx: Ctx): Promise<number> {
 }
 
 /** Applies the audit retention in the background: `firstInMs` after start, then every hour; stop() ends it. */
-export function startAuditRetention(ctx: Ctx, firstInMs = 1000): { stop(): void } {
+function startAuditRetention(ctx: Ctx, firstInMs = 1000): { stop(): void } {
   if (ctx.config.auditRetentionDays === 0) return { stop() {} };
   let timer = setTimeout(function run() {
     inBackground(ctx, "Audit retention", () => applyAuditRetention(ctx));
@@ -79,3 +172,27 @@ export function startAuditRetention(ctx: Ctx, firstInMs = 1000): { stop(): void 
   }, firstInMs);
   return { stop: () => clearTimeout(timer) };
 }
+
+/**
+ * Runs `work` as one audited action: its success is recorded (unless the change wrote the event in its own
+ * transaction: PendingAudit.written), or its failure with the error's code (and, with failureDetail, its
+ * message), then the result is returned or the error thrown on. `work` may refine the pending entry's
+ * target once it has validated its input. The one wrapper for MCP tools and HTTP routes alike.
+ */
+export async function audited<T>(ctx: Ctx, entry: { caller: Caller; action: string; target: string }, work: (pending: PendingAudit) => Promise<T>, opts: { failureDetail?: boolean } = {}): Promise<T> {
+  const pending: PendingAudit = { entry: { ...entry, outcome: "ok" }, written: false };
+  let result: T;
+  try {
+    result = await work(pending);
+  } catch (err) {
+    const known = recognizeError(err);
+    const appError = known instanceof AppError ? known : null;
+    await recordAudit(ctx, { ...pending.entry, outcome: appError?.code ?? "internal", detail: opts.failureDetail ? appError?.message : undefined });
+    throw err;
+  }
+  if (!pending.written) await recordAudit(ctx, pending.entry);
+  return result;
+}
+
+/** The audit trail's tool and its retention. */
+export const audit: Feature = { name: "audit", tools, start: (ctx) => startAuditRetention(ctx) };

@@ -1,9 +1,7 @@
 /** Health: liveness (/health, which old agents poll) and readiness (/ready, for load balancers). */
 import { Hono } from "hono";
 import type { AppEnv } from "../../shared/http.ts";
-import type { ToolDef } from "../../shared/mcp.ts";
-
-export const healthTools: ToolDef[] = [];
+import type { Feature } from "../../shared/feature.ts";
 
 /** How long the database may take to answer a readiness probe. */
 const READY_DEADLINE_MS = 1000;
@@ -13,7 +11,7 @@ const READY_DEADLINE_MS = 1000;
  * GET /ready: 200 {"status":"ready"} when the database answers within a second (on a local SQLite file:
  * a read, and its write lock can be taken), else 503 {"status":"unavailable","reason"} — open to anyone.
  */
-export const healthRoutes = new Hono<AppEnv>()
+const routes = new Hono<AppEnv>()
   .get("/health", (c) => c.json({ status: "healthy", service: "mcp-server" }))
   .get("/ready", async (c) => {
     try {
@@ -33,3 +31,6 @@ function describe(err: unknown): string {
   if (typeof e?.code === "string" && /^[A-Z0-9_]+$/.test(e.code)) return e.code;
   return /no answer within/.test(String(e?.message)) ? `no answer within ${READY_DEADLINE_MS / 1000} s` : "connection failed";
 }
+
+/** Liveness and readiness. */
+export const health: Feature = { name: "health", routes };

@@ -2,11 +2,12 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import { fromCatalogue } from "../../shared/catalogue.ts";
+import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Ctx, firstRow, jsonRows, prepareOnce } from "../../shared/context.ts";
 import { isUniqueViolation } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
+import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
 
@@ -155,7 +156,7 @@ export async function systemPromptForRole(ctx: Ctx, input: PromptForRoleInput): 
   return row?.prompt ?? "";
 }
 
-export const rolesTools = [
+const tools = [
   defineTool({
     name: "create_role",
     title: "Create role",
@@ -226,7 +227,7 @@ export const rolesTools = [
 ];
 
 /** POST /tools_for_role and POST /system_prompt_for_role, the agent's per-message reads. */
-export const rolesRoutes = new Hono<AppEnv>()
+const routes = new Hono<AppEnv>()
   .post("/tools_for_role", async (c) => {
     const input = await readInput(c, ToolsForRoleInput, "get tools for role");
     return c.body(await toolsForRoleBody(c.get("ctx"), input), 200, { "content-type": "application/json" });
@@ -235,3 +236,6 @@ export const rolesRoutes = new Hono<AppEnv>()
     const input = await readInput(c, PromptForRoleInput, "get system prompt for role");
     return c.json({ default_system_prompt: await systemPromptForRole(c.get("ctx"), input) });
   });
+
+/** Roles: tools and routes. */
+export const roles: Feature = { name: "roles", tools, routes };

@@ -3,8 +3,8 @@ import { and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or,
 import type { Ctx } from "../../shared/context.ts";
 import { atomic, type Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
-import { notifyCatalogueChanged } from "../../shared/hook.ts";
-import { type Discovery, type DiscoveredTool, discoverService, type SkippedTool } from "../discovery/discovery.ts";
+import { notifyCatalogueChanged } from "./hook.ts";
+import { type Discovery, type DiscoveredTool, discoverService, type SkippedTool } from "./discovery.ts";
 
 export type StoredService = Tables["services"]["$inferSelect"];
 

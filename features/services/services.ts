@@ -2,19 +2,21 @@
 import { and, asc, count, eq, inArray, ne, or, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import { auditedWith, type PendingAudit } from "../../shared/audit.ts";
-import { fromCatalogue } from "../../shared/catalogue.ts";
+import type { PendingAudit } from "../../shared/context.ts";
+import { auditedWith } from "../audit/audit.ts";
+import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { asJson, atomic, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
-import { notifyCatalogueChanged } from "../../shared/hook.ts";
+import { notifyCatalogueChanged } from "./hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
+import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
-import { type Discovery, discoverService, type SkippedTool } from "../discovery/discovery.ts";
+import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 import { Endpoint, endpointSpellings } from "./endpoint.ts";
 import {
-  applyCatalogue, type CatalogueDiff, discoveryHeaders, hasChanges, nextRefreshAt, openDiscoveryToken, refreshStoredService, sealDiscoveryToken, type StoredService,
+  applyCatalogue, type CatalogueDiff, discoveryHeaders, hasChanges, nextRefreshAt, openDiscoveryToken, reencryptDiscoveryTokens, refreshStoredService, sealDiscoveryToken, startRefresher, type StoredService,
 } from "./refresh.ts";
 
 export const ServiceName = nameSchema(128);
@@ -330,7 +332,7 @@ export async function removeService(ctx: Ctx, input: ServiceNameInput): Promise<
   notifyCatalogueChanged(ctx);
 }
 
-export const servicesTools = [
+const tools = [
   defineTool({
     name: "add_service",
     title: "Add service",
@@ -431,8 +433,11 @@ export const servicesTools = [
 ];
 
 /** GET /list_services: {"services": {"<name>": {"transport", "url"}}} — no other key per entry. */
-export const servicesRoutes = new Hono<AppEnv>().get("/list_services", async (c) => {
+const routes = new Hono<AppEnv>().get("/list_services", async (c) => {
   const out: Record<string, { transport: string; url: string }> = {};
   for (const s of await listServices(c.get("ctx"))) out[s.name] = { transport: s.transport, url: s.endpoint };
   return c.json({ services: out });
 });
+
+/** Services: tools, /list_services, the start-up check of discovery tokens, the background refresher. */
+export const services: Feature = { name: "services", tools, routes, prepare: reencryptDiscoveryTokens, start: startRefresher };

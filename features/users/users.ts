@@ -2,10 +2,11 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import { auditTarget, recordAudit } from "../../shared/audit.ts";
+import { auditTarget, recordAudit } from "../audit/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { AppError, recognizeError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
+import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
 
@@ -98,7 +99,7 @@ export async function registerUser(ctx: Ctx, input: RegisterUserInput): Promise<
 
 const PairList = v.object({ users: v.array(v.tuple([v.string(), v.string()])) });
 
-export const usersTools = [
+const tools = [
   defineTool({
     name: "assign_role_to_user",
     title: "Assign role to user",
@@ -136,7 +137,7 @@ export const usersTools = [
 ];
 
 /** POST /role_for_user, POST /register_user and GET /list_users, in the predecessor's shapes. */
-export const usersRoutes = new Hono<AppEnv>()
+const routes = new Hono<AppEnv>()
   .post("/role_for_user", async (c) => {
     const ctx = c.get("ctx");
     const input = await readInput(c, UserIdInput, "get role for user");
@@ -165,3 +166,6 @@ export const usersRoutes = new Hono<AppEnv>()
     const list = await listUsers(c.get("ctx"));
     return c.json({ users: list.map((user) => ({ user })) });
   });
+
+/** Users: tools and routes. */
+export const users: Feature = { name: "users", tools, routes };

@@ -1,12 +1,13 @@
-/** auth: users' credentials for services — stored encrypted, read by agents through /token, revoked by tool. */
+/** Credentials: users' tokens for services — stored encrypted, read by agents through /token, revoked by tool. */
 import { and, eq, notLike, sql } from "drizzle-orm";
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
-import { auditTarget, recordAudit } from "../../shared/audit.ts";
+import { auditTarget, recordAudit } from "../audit/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { atomic } from "../../shared/db/db.ts";
 import { AppError, recognizeError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
+import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { nameSchema } from "../../shared/validate.ts";
 
@@ -175,7 +176,7 @@ async function findServiceForToken(ctx: Ctx, name: string, action: string) {
   return service;
 }
 
-export const authTools = [
+const tools = [
   defineTool({
     name: "authorize_user_to_service",
     title: "Store a user's token for a service",
@@ -217,4 +218,7 @@ async function tokenRoute(c: Context<AppEnv>): Promise<Response> {
 }
 
 /** GET /token (query string or JSON body) and POST /token: a user's credential for a service. */
-export const authRoutes = new Hono<AppEnv>().get("/token", tokenRoute).post("/token", tokenRoute);
+const routes = new Hono<AppEnv>().get("/token", tokenRoute).post("/token", tokenRoute);
+
+/** Users' credentials: tools, /token, and the start-up check of stored tokens against the key. */
+export const credentials: Feature = { name: "credentials", tools, routes, prepare: reencryptUserTokens };

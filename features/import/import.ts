@@ -7,7 +7,7 @@ import { and, eq, inArray } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
 import { syncIdSequence } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
-import { sealUserToken } from "../auth/auth.ts";
+import { sealUserToken } from "../credentials/credentials.ts";
 import { endpointSpellings, normalizeEndpoint } from "../services/endpoint.ts";
 
 type OldService = { id: number; service_name: string; endpoint: string; description: string; requires_authorization: number; method_authorization: string };

@@ -5,10 +5,11 @@
  * a hand-made SQL change), and every request reads it: an answer is never older than the request.
  */
 import { sql } from "drizzle-orm";
-import { type Ctx, firstRow, perRegistry, prepareOnce } from "./context.ts";
+import { type Ctx, firstRow, prepareOnce } from "../context.ts";
 
 type Kept = { generation: number; value: unknown; size: number };
-type Memo = { answers: Map<string, Kept>; size: number };
+/** What one registry keeps: answers by key, and their total size. */
+export type KeptAnswers = { answers: Map<string, Kept>; size: number };
 
 // Bounds on what one registry keeps (keys come from callers: role names need not exist). Over either
 // bound everything is dropped and rebuilt on demand.
@@ -31,7 +32,7 @@ export async function catalogueGeneration(ctx: Ctx): Promise<number | null> {
  * committed meanwhile. `compute` may throw (e.g. not_found): nothing is kept then.
  */
 export async function fromCatalogue<T>(ctx: Ctx, key: string, compute: () => Promise<T>, size: (value: T) => number): Promise<T> {
-  const memo = perRegistry(ctx, "catalogue answers", (): Memo => ({ answers: new Map(), size: 0 }));
+  const memo = ctx.answers;
   const generation = await catalogueGeneration(ctx);
   // Without its row no trigger can raise the number: every answer is computed anew.
   if (generation === null) return compute();

@@ -1,5 +1,5 @@
 /** AGENT_REREAD_HOOK: tells agents the catalogue changed, in the background, never failing the change. */
-import { type Ctx, inBackground } from "./context.ts";
+import { type Ctx, inBackground } from "../../shared/context.ts";
 
 const TIMEOUT_MS = 5000;
 const RETRY_DELAYS_MS = [500, 1500];
