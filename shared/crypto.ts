@@ -132,3 +132,40 @@ async function keyId(raw: Uint8Array): Promise<string> {
 function b64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
 }
+
+/** A stored secret to check at start-up: its text, the data it is bound to, how to name it in a warning, how to store it anew. */
+export type StoredSecret = { sealed: string; aad: string; names: Record<string, string>; replace(sealed: string): Promise<unknown> };
+
+/**
+ * Start-up check of one kind of stored secret (e.g. "user token", "discovery token") against the vault:
+ * those under REGISTRY_SECRET_PREVIOUS are re-encrypted with the current key (`replace` writes only if the
+ * row is unchanged); any under an unknown key stops start-up with a message naming what to fix; one that
+ * does not open for its row (moved or altered) is left as it is, with a warning. Returns how many were re-encrypted.
+ */
+export async function reencryptSecrets(vault: Vault, config: Config, log: Log, kind: string, rows: StoredSecret[]): Promise<number> {
+  const unknown = rows.filter((r) => vault.keyOf(r.sealed) === "unknown").length;
+  if (unknown > 0) throw new Error(undecryptable(vault, config, kind, unknown));
+  let reencrypted = 0;
+  for (const r of rows) {
+    let plain: string;
+    try {
+      plain = await vault.decrypt(r.sealed, r.aad);
+    } catch {
+      log.warn(`Stored ${kind} cannot be decrypted for its row; left as is`, r.names);
+      continue;
+    }
+    await r.replace(await vault.encrypt(plain, r.aad));
+    reencrypted++;
+  }
+  if (reencrypted > 0) log.info(`Re-encrypted ${reencrypted} stored ${kind}${reencrypted === 1 ? "" : "s"} with the current key`);
+  return reencrypted;
+}
+
+function undecryptable(vault: Vault, config: Config, kind: string, count: number): string {
+  const what = `${count} stored ${kind}${count === 1 ? " was" : "s were"} encrypted with another key than ${vault.source}`;
+  if (config.secret) {
+    return `${what}${config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
+      "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one";
+  }
+  return `${what}: restore the original key file, or set REGISTRY_SECRET to the key they were stored with`;
+}

@@ -2,20 +2,19 @@
 import { and, eq, notLike, sql } from "drizzle-orm";
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
-import { auditTarget, recordAudit } from "../audit/audit.ts";
+import { audited, auditTarget } from "../audit/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { atomic } from "../../shared/db/db.ts";
-import { AppError, recognizeError } from "../../shared/errors.ts";
+import { reencryptSecrets } from "../../shared/crypto.ts";
+import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
+import { ServiceName, UserId } from "../../shared/names.ts";
 import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
-import { nameSchema } from "../../shared/validate.ts";
 
 const MAX_TOKEN_BYTES = 8192;
 const encoder = new TextEncoder();
 
-export const ServiceName = nameSchema(128);
-export const UserId = nameSchema(256);
 
 // Surrounding whitespace is never part of an HTTP credential; control characters would break the header.
 export const Token = v.pipe(
@@ -123,49 +122,24 @@ function tokenQuery(ctx: Ctx) {
   });
 }
 
-/**
- * Start-up check of the stored tokens against the vault: tokens under REGISTRY_SECRET_PREVIOUS are
- * re-encrypted with the current key; tokens under an unknown key stop start-up with a message naming
- * what to fix. Only rows not already under the current key are read.
- */
-export async function reencryptUserTokens(ctx: Ctx): Promise<{ reencrypted: number }> {
+// Start-up check of the stored user tokens against the vault (shared/crypto.ts reencryptSecrets).
+async function reencryptUserTokens(ctx: Ctx): Promise<number> {
   const { services, users, userTokens } = ctx.tables;
+  // Only rows not already under the current key are read.
   const rows = await ctx.db
     .select({ userRowId: userTokens.userId, serviceId: userTokens.serviceId, userId: users.userId, serviceName: services.name, ciphertext: userTokens.ciphertext })
     .from(userTokens)
     .innerJoin(users, eq(users.id, userTokens.userId))
     .innerJoin(services, eq(services.id, userTokens.serviceId))
     .where(notLike(userTokens.ciphertext, `${ctx.vault.currentPrefix}%`));
-  const unknown = rows.filter((r) => ctx.vault.keyOf(r.ciphertext) === "unknown").length;
-  if (unknown > 0) throw new Error(undecryptableMessage(ctx, unknown));
-  let reencrypted = 0;
-  for (const r of rows) {
-    const aad = tokenAad(r.serviceId, r.userId);
-    let token: string;
-    try {
-      token = await ctx.vault.decrypt(r.ciphertext, aad);
-    } catch {
-      // Sealed with the previous key but altered or moved: left as is, /token reports it as missing.
-      ctx.log.warn("Stored token cannot be decrypted for its row; left as is", { service_name: r.serviceName, user_id: r.userId });
-      continue;
-    }
-    const ciphertext = await ctx.vault.encrypt(token, aad);
+  return reencryptSecrets(ctx.vault, ctx.config, ctx.log, "user token", rows.map((r) => ({
+    sealed: r.ciphertext,
+    aad: tokenAad(r.serviceId, r.userId),
+    names: { service_name: r.serviceName, user_id: r.userId },
     // Only if unchanged meanwhile (another instance may rotate or the user may store a new token).
-    await ctx.db.update(userTokens).set({ ciphertext })
-      .where(and(eq(userTokens.userId, r.userRowId), eq(userTokens.serviceId, r.serviceId), eq(userTokens.ciphertext, r.ciphertext)));
-    reencrypted++;
-  }
-  if (reencrypted > 0) ctx.log.info(`Re-encrypted ${reencrypted} stored user token${reencrypted === 1 ? "" : "s"} with the current key (REGISTRY_SECRET_PREVIOUS can now be removed)`);
-  return { reencrypted };
-}
-
-function undecryptableMessage(ctx: Ctx, count: number): string {
-  const what = `${count} stored user token${count === 1 ? " was" : "s were"} encrypted with another key than ${ctx.vault.source}`;
-  if (ctx.config.secret) {
-    return `${what}${ctx.config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
-      "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one";
-  }
-  return `${what}: restore the original key file, or set REGISTRY_SECRET to the key they were stored with`;
+    replace: (ciphertext) => ctx.db.update(userTokens).set({ ciphertext })
+      .where(and(eq(userTokens.userId, r.userRowId), eq(userTokens.serviceId, r.serviceId), eq(userTokens.ciphertext, r.ciphertext))),
+  })));
 }
 
 async function findServiceForToken(ctx: Ctx, name: string, action: string) {
@@ -205,16 +179,9 @@ const tools = [
 async function tokenRoute(c: Context<AppEnv>): Promise<Response> {
   const ctx = c.get("ctx");
   const input = await readInput(c, UserServiceInput, "read token");
-  const audit = (outcome: string, detail?: string) => recordAudit(ctx, { caller: c.get("caller"), action: "read_token", target: auditTarget(input), outcome, detail });
-  try {
-    const answer = await readUserToken(ctx, input);
-    await audit("ok");
-    return c.json(answer);
-  } catch (err) {
-    const known = recognizeError(err);
-    await audit(known instanceof AppError ? known.code : "internal", known instanceof AppError ? known.message : undefined);
-    throw err;
-  }
+  // Every read is an audit event; a refused one says why (the message names no secret).
+  const answer = await audited(ctx, { caller: c.get("caller"), action: "read_token", target: auditTarget(input) }, () => readUserToken(ctx, input), { failureDetail: true });
+  return c.json(answer);
 }
 
 /** GET /token (query string or JSON body) and POST /token: a user's credential for a service. */

@@ -8,24 +8,13 @@ import { isUniqueViolation } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
 import type { Feature } from "../../shared/feature.ts";
+import { RoleName, RoleNameOrNone, ToolId } from "../../shared/names.ts";
 import { defineTool } from "../../shared/mcp.ts";
-import { nameSchema } from "../../shared/validate.ts";
 
 /** Largest default system prompt a role may have, in characters. */
 export const MAX_PROMPT_LENGTH = 8192;
 
-export const RoleName = nameSchema(64);
-
 const SystemPrompt = v.pipe(v.string("must be a string"), v.maxLength(MAX_PROMPT_LENGTH, `must be at most ${MAX_PROMPT_LENGTH} characters`));
-
-const TOOL_ID_MESSAGE = "must be a positive integer";
-// Ids are 32-bit integers on PostgreSQL; a larger number can name no tool on any engine.
-const MAX_ID = 2147483647;
-/** A tool id: a positive integer; a string of digits from old clients is converted explicitly. */
-export const ToolId = v.union([
-  v.pipe(v.number(TOOL_ID_MESSAGE), v.integer(TOOL_ID_MESSAGE), v.minValue(1, TOOL_ID_MESSAGE), v.maxValue(MAX_ID, `must be at most ${MAX_ID}`)),
-  v.pipe(v.string(TOOL_ID_MESSAGE), v.regex(/^\d{1,10}$/, TOOL_ID_MESSAGE), v.transform(Number), v.minValue(1, TOOL_ID_MESSAGE), v.maxValue(MAX_ID, `must be at most ${MAX_ID}`)),
-], TOOL_ID_MESSAGE);
 
 export const CreateRoleInput = v.object({ role_name: RoleName, default_system_prompt: v.optional(SystemPrompt, "") });
 export type CreateRoleInput = v.InferOutput<typeof CreateRoleInput>;
@@ -44,7 +33,7 @@ export const ToolsForRoleInput = v.object({ role: RoleName });
 export type ToolsForRoleInput = v.InferOutput<typeof ToolsForRoleInput>;
 
 /** Body of POST /system_prompt_for_role: "" (a user without a role) is allowed and has the prompt "". */
-export const PromptForRoleInput = v.object({ role: nameSchema(64, true) });
+export const PromptForRoleInput = v.object({ role: RoleNameOrNone });
 export type PromptForRoleInput = v.InferOutput<typeof PromptForRoleInput>;
 
 const RoleRow = v.object({ name: v.string(), default_system_prompt: v.string() });

@@ -1,6 +1,7 @@
 /** Keeping the catalogue true: re-discovering stored services, applying the difference, health, background refresh. */
 import { and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, sql } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
+import { reencryptSecrets } from "../../shared/crypto.ts";
 import { atomic, type Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
@@ -161,39 +162,18 @@ export async function refreshStoredService(ctx: Ctx, service: StoredService, sig
   return { ...diff, tools: found.tools.length, skipped: found.skipped };
 }
 
-/**
- * Start-up check of the stored discovery tokens against the vault, as for user tokens: tokens under
- * REGISTRY_SECRET_PREVIOUS are re-encrypted with the current key; a token under an unknown key stops start-up.
- */
-export async function reencryptDiscoveryTokens(ctx: Ctx): Promise<{ reencrypted: number }> {
+/** Start-up check of the stored discovery tokens against the vault, as for user tokens (shared/crypto.ts reencryptSecrets). */
+export async function reencryptDiscoveryTokens(ctx: Ctx): Promise<number> {
   const { services } = ctx.tables;
   const rows = await ctx.db.select().from(services)
     .where(and(isNotNull(services.discoveryToken), notLike(services.discoveryToken, `${ctx.vault.currentPrefix}%`)));
-  const unknown = rows.filter((r) => ctx.vault.keyOf(r.discoveryToken!) === "unknown").length;
-  if (unknown > 0) {
-    const what = `${unknown} stored discovery token${unknown === 1 ? " was" : "s were"} encrypted with another key than ${ctx.vault.source}`;
-    throw new Error(ctx.config.secret
-      ? `${what}${ctx.config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
-        "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one"
-      : `${what}: restore the original key file, or set REGISTRY_SECRET to the key they were stored with`);
-  }
-  let reencrypted = 0;
-  for (const r of rows) {
-    let token: string;
-    try {
-      token = await ctx.vault.decrypt(r.discoveryToken!, discoveryTokenAad(r));
-    } catch {
-      // Altered or moved: left as is; refreshing the service reports it.
-      ctx.log.warn("Stored discovery token cannot be decrypted for its service; left as is", { service_name: r.name });
-      continue;
-    }
-    const sealed = await sealDiscoveryToken(ctx, r, token);
+  return reencryptSecrets(ctx.vault, ctx.config, ctx.log, "discovery token", rows.map((r) => ({
+    sealed: r.discoveryToken!,
+    aad: discoveryTokenAad(r),
+    names: { service_name: r.name },
     // Only if unchanged meanwhile (another instance may rotate, or an operator set a new token).
-    await ctx.db.update(services).set({ discoveryToken: sealed }).where(and(eq(services.id, r.id), eq(services.discoveryToken, r.discoveryToken!)));
-    reencrypted++;
-  }
-  if (reencrypted > 0) ctx.log.info(`Re-encrypted ${reencrypted} stored discovery token${reencrypted === 1 ? "" : "s"} with the current key`);
-  return { reencrypted };
+    replace: (sealed) => ctx.db.update(services).set({ discoveryToken: sealed }).where(and(eq(services.id, r.id), eq(services.discoveryToken, r.discoveryToken!))),
+  })));
 }
 
 /**

@@ -10,16 +10,15 @@ import { asJson, atomic, isUniqueViolation, jsonArrayOf, jsonListOf } from "../.
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
+import { ServiceName } from "../../shared/names.ts";
 import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
-import { nameSchema } from "../../shared/validate.ts";
 import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 import { Endpoint, endpointSpellings } from "./endpoint.ts";
 import {
   applyCatalogue, type CatalogueDiff, discoveryHeaders, hasChanges, nextRefreshAt, openDiscoveryToken, reencryptDiscoveryTokens, refreshStoredService, sealDiscoveryToken, startRefresher, type StoredService,
 } from "./refresh.ts";
 
-export const ServiceName = nameSchema(128);
 
 const Description = v.pipe(v.string("must be a string"), v.trim(), v.maxLength(8192, "must be at most 8192 characters"));
 

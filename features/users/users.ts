@@ -2,16 +2,14 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import * as v from "valibot";
-import { auditTarget, recordAudit } from "../audit/audit.ts";
+import { audited, auditTarget, recordAudit } from "../audit/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
-import { AppError, recognizeError } from "../../shared/errors.ts";
+import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
+import { RoleName, RoleNameOrNone, UserId } from "../../shared/names.ts";
 import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
-import { nameSchema } from "../../shared/validate.ts";
 
-export const UserId = nameSchema(256);
-const RoleName = nameSchema(64);
 
 export const UserRoleInput = v.object({ user_id: UserId, role_name: RoleName });
 export type UserRoleInput = v.InferOutput<typeof UserRoleInput>;
@@ -22,7 +20,7 @@ export type UserIdInput = v.InferOutput<typeof UserIdInput>;
 /** Body of POST /register_user: role_name may be left out (or "" / null), then the role is not touched. */
 export const RegisterUserInput = v.object({
   user_id: UserId,
-  role_name: v.nullish(nameSchema(64, true), ""),
+  role_name: v.nullish(RoleNameOrNone, ""),
 });
 export type RegisterUserInput = v.InferOutput<typeof RegisterUserInput>;
 
@@ -147,19 +145,12 @@ const routes = new Hono<AppEnv>()
   })
   .post("/register_user", async (c) => {
     const ctx = c.get("ctx");
-    const caller = c.get("caller");
-    // Audited like a tool call, whether it succeeds or not.
-    let target = "";
-    try {
+    // Audited like a tool call, whether it succeeds or not (an unreadable body too).
+    await audited(ctx, { caller: c.get("caller"), action: "register_user", target: "" }, async (pending) => {
       const input = await readInput(c, RegisterUserInput, "register user");
-      target = auditTarget(input);
+      pending.entry.target = auditTarget(input);
       await registerUser(ctx, input);
-    } catch (err) {
-      const known = recognizeError(err);
-      await recordAudit(ctx, { caller, action: "register_user", target, outcome: known instanceof AppError ? known.code : "internal" });
-      throw err;
-    }
-    await recordAudit(ctx, { caller, action: "register_user", target, outcome: "ok" });
+    });
     return c.json({ status: "user registered" });
   })
   .get("/list_users", async (c) => {
