@@ -3,50 +3,6 @@ import { existsSync, readFileSync } from "node:fs";
 import * as v from "valibot";
 import { decodeKey } from "./crypto.ts";
 
-export type Config = {
-  host: string;
-  port: number;
-  databaseUrl: string;
-  rereadHook: string | null;
-  discoveryTimeoutMs: number;
-  /** REGISTRY_REFRESH_INTERVAL: how often every service is discovered again in the background (0: never). */
-  refreshIntervalMs: number;
-  adminKeys: string[];
-  agentKeys: string[];
-  /** "off" only when REGISTRY_AUTH=off was set explicitly. */
-  auth: "on" | "off";
-  /** REGISTRY_SECRET: the 32-byte key encrypting user tokens (null: a key file beside the database). */
-  secret: Uint8Array | null;
-  /** REGISTRY_SECRET_PREVIOUS: the key being rotated out; its tokens are re-encrypted at start-up. */
-  previousSecret: Uint8Array | null;
-  /** REGISTRY_SQLITE_SYNC: "full" (every commit on disk before it is acknowledged) or "normal" (the last commits may be lost on power loss). */
-  sqliteSync: "full" | "normal";
-  /** REGISTRY_SQLITE_BUSY_TIMEOUT: how long a write waits while another process holds a local SQLite file's write lock. */
-  busyTimeoutMs: number;
-  /** REGISTRY_ALLOWED_ORIGINS: browser origins besides the registry's own that may call it (e.g. a browser-based MCP client). */
-  allowedOrigins: string[];
-  /** REGISTRY_AUDIT_RETENTION_DAYS: audit events older than this are deleted in the background (0: kept forever). */
-  auditRetentionDays: number;
-  /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
-  limits: DiscoveryLimits;
-};
-
-/** Bounds on what a downstream service's discovery may bring in. */
-export type DiscoveryLimits = {
-  /** REGISTRY_MAX_TOOLS: tools per service. */
-  tools: number;
-  /** REGISTRY_MAX_DESCRIPTION_BYTES: UTF-8 bytes of one tool's description (and of the service's own). */
-  descriptionBytes: number;
-  /** REGISTRY_MAX_SCHEMA_BYTES: bytes of one tool's inputSchema, outputSchema or annotations as JSON. */
-  schemaBytes: number;
-  /** REGISTRY_MAX_DISCOVERY_BYTES: bytes of one answer of the service (one HTTP response body). */
-  answerBytes: number;
-  /** REGISTRY_MAX_CATALOGUE_BYTES: bytes of all kept tool definitions of one service together (descriptions, titles, schemas). */
-  catalogueBytes: number;
-  /** REGISTRY_MAX_DISCOVERY_PAGES: pages of tools/list. */
-  pages: number;
-};
-
 /** Thrown for a bad setting; its message is the one line start-up prints. */
 export class ConfigError extends Error {}
 
@@ -66,7 +22,7 @@ const VARIABLES = {
   DATABASE_URL: { schema: v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
     try { return normalizeDatabaseUrl(dataset.value); } catch (e) { addIssue({ message: (e as Error).message }); return NEVER; }
   })), fallback: "file:registry.db" },
-  AGENT_REREAD_HOOK: { schema: HttpUrl, fallback: "" },
+  AGENT_REREAD_HOOK: { schema: orNone(HttpUrl), fallback: "" },
   REGISTRY_DISCOVERY_TIMEOUT: {
     schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
     fallback: "10",
@@ -76,12 +32,12 @@ const VARIABLES = {
       v.check((n) => n === 0 || n >= 0.1, "must be 0 (off) or at least 0.1 seconds"), v.maxValue(604800, "must be at most 604800 seconds (a week)")),
     fallback: "300",
   },
-  REGISTRY_ADMIN_KEYS: { schema: keyList(), fallback: "" },
-  REGISTRY_AGENT_KEYS: { schema: keyList(), fallback: "" },
+  REGISTRY_ADMIN_KEYS: { schema: orNone(keyList()), fallback: "" },
+  REGISTRY_AGENT_KEYS: { schema: orNone(keyList()), fallback: "" },
   REGISTRY_AUTH: { schema: v.picklist(["on", "off"], 'must be "on" or "off"'), fallback: "on" },
-  REGISTRY_SECRET: { schema: secretKey(), fallback: "" },
-  REGISTRY_SECRET_PREVIOUS: { schema: secretKey(), fallback: "" },
-  REGISTRY_ALLOWED_ORIGINS: { schema: originList(), fallback: "" },
+  REGISTRY_SECRET: { schema: orNone(secretKey()), fallback: "" },
+  REGISTRY_SECRET_PREVIOUS: { schema: orNone(secretKey()), fallback: "" },
+  REGISTRY_ALLOWED_ORIGINS: { schema: orNone(originList()), fallback: "" },
   REGISTRY_AUDIT_RETENTION_DAYS: { schema: count(0, 36500), fallback: "90" },
   REGISTRY_MAX_TOOLS: { schema: count(1, 100_000), fallback: "1000" },
   REGISTRY_MAX_DESCRIPTION_BYTES: { schema: count(256, 1_048_576), fallback: "16384" },
@@ -95,6 +51,17 @@ const VARIABLES = {
     fallback: "5",
   },
 } as const;
+
+// An optional variable: "" (unset) is null, anything else must pass `schema` (its first issue is reported).
+function orNone<T>(schema: v.GenericSchema<string, T>) {
+  return v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    if (dataset.value === "") return null;
+    const result = v.safeParse(schema, dataset.value);
+    if (result.success) return result.output;
+    addIssue({ message: result.issues[0].message });
+    return NEVER;
+  }));
+}
 
 // A whole number within bounds, e.g. a limit or a number of days.
 function count(min: number, max: number) {
@@ -129,43 +96,73 @@ function keyList() {
   );
 }
 
+// Each variable's value (trimmed; unset or blank means its default), and what the registry makes of it.
+const Environment = v.object(Object.fromEntries(Object.entries(VARIABLES).map(([name, { schema }]) => [name, schema])) as { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K]["schema"] });
+
+const seconds = (s: number) => Math.round(s * 1000);
+
+/** The configuration as one schema over the environment; Config is inferred from it. */
+const ConfigSchema = v.pipe(
+  Environment,
+  v.transform((e) => ({
+    host: e.MCP_HOST,
+    port: e.MCP_PORT,
+    databaseUrl: e.DATABASE_URL,
+    rereadHook: e.AGENT_REREAD_HOOK,
+    discoveryTimeoutMs: seconds(e.REGISTRY_DISCOVERY_TIMEOUT),
+    /** REGISTRY_REFRESH_INTERVAL: how often every service is discovered again in the background (0: never). */
+    refreshIntervalMs: seconds(e.REGISTRY_REFRESH_INTERVAL),
+    adminKeys: e.REGISTRY_ADMIN_KEYS ?? [],
+    agentKeys: e.REGISTRY_AGENT_KEYS ?? [],
+    /** "off" only when REGISTRY_AUTH=off was set explicitly. */
+    auth: e.REGISTRY_AUTH,
+    /** REGISTRY_SECRET: the 32-byte key encrypting stored secrets (null: a key file beside the database). */
+    secret: e.REGISTRY_SECRET,
+    /** REGISTRY_SECRET_PREVIOUS: the key being rotated out; what it encrypted is re-encrypted at start-up. */
+    previousSecret: e.REGISTRY_SECRET_PREVIOUS,
+    /** REGISTRY_SQLITE_SYNC: "full" (every commit on disk before it is acknowledged) or "normal" (the last commits may be lost on power loss). */
+    sqliteSync: e.REGISTRY_SQLITE_SYNC,
+    /** REGISTRY_SQLITE_BUSY_TIMEOUT: how long a write waits while another process holds a local SQLite file's write lock. */
+    busyTimeoutMs: seconds(e.REGISTRY_SQLITE_BUSY_TIMEOUT),
+    /** REGISTRY_ALLOWED_ORIGINS: browser origins besides the registry's own that may call it (e.g. a browser-based MCP client). */
+    allowedOrigins: e.REGISTRY_ALLOWED_ORIGINS ?? [],
+    /** REGISTRY_AUDIT_RETENTION_DAYS: audit events older than this are deleted in the background (0: kept forever). */
+    auditRetentionDays: e.REGISTRY_AUDIT_RETENTION_DAYS,
+    /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
+    limits: {
+      /** REGISTRY_MAX_TOOLS: tools per service. */
+      tools: e.REGISTRY_MAX_TOOLS,
+      /** REGISTRY_MAX_DESCRIPTION_BYTES: UTF-8 bytes of one tool's description or title (and of the service's own). */
+      descriptionBytes: e.REGISTRY_MAX_DESCRIPTION_BYTES,
+      /** REGISTRY_MAX_SCHEMA_BYTES: bytes of one tool's inputSchema, outputSchema or annotations as JSON. */
+      schemaBytes: e.REGISTRY_MAX_SCHEMA_BYTES,
+      /** REGISTRY_MAX_DISCOVERY_BYTES: bytes of one answer of the service (one HTTP response body). */
+      answerBytes: e.REGISTRY_MAX_DISCOVERY_BYTES,
+      /** REGISTRY_MAX_DISCOVERY_PAGES: pages of tools/list. */
+      pages: e.REGISTRY_MAX_DISCOVERY_PAGES,
+      /** REGISTRY_MAX_CATALOGUE_BYTES: bytes of all kept tool definitions of one service together (descriptions, titles, schemas). */
+      catalogueBytes: e.REGISTRY_MAX_CATALOGUE_BYTES,
+    },
+  })),
+);
+
+/** The registry's configuration, as loadConfig builds it from the environment. */
+export type Config = v.InferOutput<typeof ConfigSchema>;
+/** Bounds on what a downstream service's discovery may bring in. */
+export type DiscoveryLimits = Config["limits"];
+
 /** Builds the configuration from an environment; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const read = <K extends keyof typeof VARIABLES>(name: K) => {
-    const { schema, fallback } = VARIABLES[name];
-    const raw = env[name]?.trim() || fallback;
-    if (raw === "") return null;
-    const result = v.safeParse(schema as v.GenericSchema<string, unknown>, raw);
+  const raw = Object.fromEntries(Object.entries(VARIABLES).map(([name, { fallback }]) => [name, env[name]?.trim() || fallback]));
+  const result = v.safeParse(ConfigSchema, raw);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const name = String(issue.path?.[0]?.key);
     // Never echo a key back, even a malformed one, nor a database URL (it may carry a password).
-    const shown = name.endsWith("_KEYS") || name.startsWith("REGISTRY_SECRET") || name === "DATABASE_URL" ? "" : ` (got "${raw}")`;
-    if (!result.success) throw new ConfigError(`Invalid configuration: ${name} ${result.issues[0].message}${shown}`);
-    return result.output;
-  };
-  const config: Config = {
-    host: read("MCP_HOST") as string,
-    port: read("MCP_PORT") as number,
-    databaseUrl: read("DATABASE_URL") as string,
-    rereadHook: read("AGENT_REREAD_HOOK") as string | null,
-    discoveryTimeoutMs: Math.round((read("REGISTRY_DISCOVERY_TIMEOUT") as number) * 1000),
-    refreshIntervalMs: Math.round((read("REGISTRY_REFRESH_INTERVAL") as number) * 1000),
-    adminKeys: (read("REGISTRY_ADMIN_KEYS") as string[] | null) ?? [],
-    agentKeys: (read("REGISTRY_AGENT_KEYS") as string[] | null) ?? [],
-    auth: read("REGISTRY_AUTH") as "on" | "off",
-    secret: read("REGISTRY_SECRET") as Uint8Array | null,
-    previousSecret: read("REGISTRY_SECRET_PREVIOUS") as Uint8Array | null,
-    sqliteSync: read("REGISTRY_SQLITE_SYNC") as "full" | "normal",
-    busyTimeoutMs: Math.round((read("REGISTRY_SQLITE_BUSY_TIMEOUT") as number) * 1000),
-    allowedOrigins: (read("REGISTRY_ALLOWED_ORIGINS") as string[] | null) ?? [],
-    auditRetentionDays: read("REGISTRY_AUDIT_RETENTION_DAYS") as number,
-    limits: {
-      tools: read("REGISTRY_MAX_TOOLS") as number,
-      descriptionBytes: read("REGISTRY_MAX_DESCRIPTION_BYTES") as number,
-      schemaBytes: read("REGISTRY_MAX_SCHEMA_BYTES") as number,
-      answerBytes: read("REGISTRY_MAX_DISCOVERY_BYTES") as number,
-      pages: read("REGISTRY_MAX_DISCOVERY_PAGES") as number,
-      catalogueBytes: read("REGISTRY_MAX_CATALOGUE_BYTES") as number,
-    },
-  };
+    const shown = name.endsWith("_KEYS") || name.startsWith("REGISTRY_SECRET") || name === "DATABASE_URL" ? "" : ` (got "${raw[name]}")`;
+    throw new ConfigError(`Invalid configuration: ${name} ${issue.message}${shown}`);
+  }
+  const config = result.output;
   if (config.previousSecret && !config.secret) throw new ConfigError("Invalid configuration: REGISTRY_SECRET_PREVIOUS is set but REGISTRY_SECRET (the new key) is not");
   return config;
 }

@@ -83,36 +83,30 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
   // Stored before endpoints were checked (an old import's local path): said plainly, never run.
   if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) throw new AppError("invalid_input", `the endpoint "${endpoint}" is not an http(s) URL; set one with update_service`);
   const url = new URL(endpoint);
-  const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(), options.timeoutMs);
-  const cancel = () => deadline.abort();
-  options.signal?.addEventListener("abort", cancel, { once: true });
   // A limit can be crossed inside the SDK (a body read by its transport) where a thrown error may never reach
-  // us: the refusal is kept here and the deadline aborted, so every request ends now and the refusal is reported.
+  // us: the refusal is kept here and aborts the deadline, so every request ends now and the refusal is reported.
+  const refusing = new AbortController();
   const refusal: Refusal = {
     refuse(what) {
       refusal.error ??= new AppError("unavailable", `the MCP service at "${endpoint}" ${what}`);
-      deadline.abort();
+      refusing.abort();
       return refusal.error;
     },
   };
+  // Ends every request of this discovery: the timeout, a refusal, or the caller cancelling (the registry stopping).
+  const deadline = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), refusing.signal, ...(options.signal ? [options.signal] : [])]);
   const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
   const failures: string[] = [];
-  try {
-    for (const transport of order) {
-      try {
-        return await withDeadline(discoverWith(transport, url, options, deadline.signal, refusal), deadline.signal);
-      } catch (err) {
-        // A service past a limit is refused, not tried again over the other transport.
-        if (refusal.error) throw refusal.error;
-        const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline.signal, options.timeoutMs);
-        failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
-        if (deadline.signal.aborted) break;
-      }
+  for (const transport of order) {
+    try {
+      return await withDeadline(discoverWith(transport, url, options, deadline, refusal), deadline);
+    } catch (err) {
+      // A service past a limit is refused, not tried again over the other transport.
+      if (refusal.error) throw refusal.error;
+      const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline, options.timeoutMs);
+      failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
+      if (deadline.aborted) break;
     }
-  } finally {
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", cancel);
   }
   throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
 }
