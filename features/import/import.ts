@@ -47,9 +47,22 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
   const path = legacyDatabasePath(oldUrl);
   const old = await readLegacy(path);
   const report: ImportReport = { source: path, imported: { services: 0, tools: 0, roles: 0, attachments: 0, users: 0, tokens: 0 }, skipped: [] };
-  const skip = (what: string, why: string) => report.skipped.push(`${what}: ${why}`);
-  const t = ctx.tables;
+  const run: Run = { ctx, old, report, skip: (what, why) => report.skipped.push(`${what}: ${why}`) };
+  const notImported = await importServices(run);
+  const importedTools = await importTools(run, notImported);
+  const roleNames = await importRoles(run, importedTools);
+  await importUsers(run, roleNames);
+  await importTokens(run);
+  return report;
+}
 
+type Legacy = Awaited<ReturnType<typeof readLegacy>>;
+// One import under way: where to write, what was read, what it reports.
+type Run = { ctx: Ctx; old: Legacy; report: ImportReport; skip(what: string, why: string): void };
+
+// Services not here yet, their endpoints normalized; returns the names of those skipped for their endpoint.
+async function importServices({ ctx, old, report, skip }: Run): Promise<Set<string>> {
+  const t = ctx.tables;
   const notImported = new Set<string>();
   for (const raw of old.services) {
     // The predecessor ran a local path as a subprocess; agents here can only use http(s) URLs.
@@ -84,7 +97,12 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
     }).onConflictDoNothing();
     report.imported.services++;
   }
+  return notImported;
+}
 
+// Tools with their old ids (never reused here); returns the ids now present for their service.
+async function importTools({ ctx, old, report, skip }: Run, notImported: Set<string>): Promise<Set<number>> {
+  const t = ctx.tables;
   const serviceIds = new Map((await ctx.db.select({ id: t.services.id, name: t.services.name }).from(t.services)).map((s) => [s.name, s.id]));
   const oldServiceNames = new Set(old.services.map((s) => s.service_name));
   const importedTools = new Set<number>();
@@ -111,17 +129,21 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
     report.imported.tools++;
   }
   await syncIdSequence(ctx, "tools");
+  return importedTools;
+}
 
+// Roles, then their attachments to imported tools; returns the old role ids' names with their ids here.
+async function importRoles({ ctx, old, report, skip }: Run, importedTools: Set<number>): Promise<RoleNames> {
+  const t = ctx.tables;
   for (const r of old.roles) {
     const inserted = await ctx.db.insert(t.roles).values({ name: r.name, defaultSystemPrompt: r.default_system_prompt ?? "" }).onConflictDoNothing().returning({ id: t.roles.id });
     report.imported.roles += inserted.length;
   }
-  const roleIds = new Map((await ctx.db.select({ id: t.roles.id, name: t.roles.name }).from(t.roles)).map((r) => [r.name, r.id]));
-  const oldRoleNames = new Map(old.roles.map((r) => [r.id, r.name]));
-
+  const ids = new Map((await ctx.db.select({ id: t.roles.id, name: t.roles.name }).from(t.roles)).map((r) => [r.name, r.id]));
+  const names = new Map(old.roles.map((r) => [r.id, r.name]));
   for (const a of old.toolRoles) {
-    const roleName = oldRoleNames.get(a.role_id);
-    const roleId = roleName === undefined ? undefined : roleIds.get(roleName);
+    const roleName = names.get(a.role_id);
+    const roleId = roleName === undefined ? undefined : ids.get(roleName);
     if (!importedTools.has(a.tool_id) || roleId === undefined) {
       skip(`attachment of tool ${a.tool_id} to role ${roleName ? `"${roleName}"` : a.role_id}`, roleId === undefined ? "the role no longer exists" : "the tool was not imported");
       continue;
@@ -129,15 +151,25 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
     const inserted = await ctx.db.insert(t.toolRoles).values({ toolId: a.tool_id, roleId }).onConflictDoNothing().returning({ toolId: t.toolRoles.toolId });
     report.imported.attachments += inserted.length;
   }
+  return { names, ids };
+}
+type RoleNames = { names: Map<number, string>; ids: Map<string, number> };
 
+async function importUsers({ ctx, old, report, skip }: Run, roles: RoleNames): Promise<void> {
+  const t = ctx.tables;
   for (const u of old.users) {
-    const roleName = u.role_id_fk === null ? undefined : oldRoleNames.get(u.role_id_fk);
+    const roleName = u.role_id_fk === null ? undefined : roles.names.get(u.role_id_fk);
     if (u.role_id_fk !== null && roleName === undefined) skip(`role of user "${u.user_id}"`, `role ${u.role_id_fk} no longer exists; the user is imported without a role`);
-    const inserted = await ctx.db.insert(t.users).values({ userId: u.user_id, roleId: roleName === undefined ? null : roleIds.get(roleName) ?? null })
+    const inserted = await ctx.db.insert(t.users).values({ userId: u.user_id, roleId: roleName === undefined ? null : roles.ids.get(roleName) ?? null })
       .onConflictDoNothing().returning({ id: t.users.id });
     report.imported.users += inserted.length;
   }
+}
 
+// Tokens, encrypted for their row here; a token already stored here is kept.
+async function importTokens({ ctx, old, report, skip }: Run): Promise<void> {
+  const t = ctx.tables;
+  const oldServiceNames = new Set(old.services.map((s) => s.service_name));
   const oldUserIds = new Map(old.users.map((u) => [u.id, u.user_id]));
   const services = new Map((await ctx.db.select({ id: t.services.id, name: t.services.name, requires: t.services.requiresAuthorization }).from(t.services)).map((s) => [s.name, s]));
   for (const tok of old.tokens) {
@@ -149,7 +181,6 @@ export async function importLegacy(ctx: Ctx, oldUrl: string): Promise<ImportRepo
     else if (!service.requires) skip(what, "the service does not require authorization");
     else if (await sealUserToken(ctx, service.id, userId, tok.token, { replace: false })) report.imported.tokens++;
   }
-  return report;
 }
 
 async function readLegacy(path: string) {

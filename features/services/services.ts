@@ -203,13 +203,24 @@ const UPDATABLE = ["endpoint", "description", "requires_authorization", "method_
  * discovery_token "" removes the stored one; turning requires_authorization off removes it too.
  */
 export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promise<CatalogueDiff & { updated: string[]; skipped: SkippedTool[] }> {
-  const { services } = ctx.tables;
   const action = `update service "${input.service_name}"`;
   const { service_name: _, ...changes } = input;
   if (Object.values(changes).every((x) => x === undefined)) {
     throw new AppError("invalid_input", `Cannot ${action}: give at least one of endpoint, description, requires_authorization, method_authorization, discovery_token`);
   }
   const row = await findService(ctx, input.service_name, "update service");
+  const plan = await planUpdate(ctx, row, input, action);
+  const { diff, skipped } = await applyUpdate(ctx, row, input, plan, action);
+  // The discovery token is not part of what agents see.
+  if (plan.updated.some((f) => f !== "discovery_token") || hasChanges(diff)) notifyCatalogueChanged(ctx);
+  return { ...diff, updated: UPDATABLE.filter((f) => plan.updated.includes(f)), skipped };
+}
+
+// What an update writes (`set`, the fields it names in `updated`), and whether and how it discovers again.
+type UpdatePlan = { set: Partial<StoredService>; updated: string[]; endpoint: string; moving: boolean; rediscover: boolean; method: string; token: string | null };
+
+// Checks the requested settings against the stored ones and works out what to write; writes nothing.
+async function planUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInput, action: string): Promise<UpdatePlan> {
   const requires = input.requires_authorization ?? row.requiresAuthorization;
   const method = requires ? (input.method_authorization ?? row.methodAuthorization) : "";
   if (requires && method !== "Basic" && method !== "Bearer") throw new AppError("invalid_input", `Cannot ${action}: ${NEEDS_METHOD}`);
@@ -221,7 +232,6 @@ export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promis
   if (moving && requires && input.discovery_token === undefined && row.discoveryToken && new URL(endpoint).origin !== new URL(row.endpoint).origin) {
     throw new AppError("invalid_input", `Cannot ${action}: the new endpoint is on another origin than the stored discovery_token was given for; give discovery_token again (or "" to remove it)`);
   }
-
   const rediscover = moving || input.description === "";
   const set: Partial<StoredService> = { requiresAuthorization: requires, methodAuthorization: method };
   const updated: string[] = [];
@@ -243,30 +253,29 @@ export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promis
     set.discoveryToken = given && token ? await sealDiscoveryToken(ctx, row, token) : null;
     if (set.discoveryToken !== null || row.discoveryToken !== null) updated.push("discovery_token");
   }
+  return { set, updated, endpoint, moving, rediscover, method, token };
+}
 
-  let diff: CatalogueDiff = { added: [], removed: [], changed: [] };
-  let skipped: SkippedTool[] = [];
+// Writes a plan: with a discovery first when the endpoint moves or the description is to be read again.
+async function applyUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInput, plan: UpdatePlan, action: string): Promise<{ diff: CatalogueDiff; skipped: SkippedTool[] }> {
+  const { services } = ctx.tables;
   try {
-    if (rediscover) {
-      const found = await discover(ctx, endpoint, { wantDescription: input.description === "", headers: discoveryHeaders(method, token) }, action);
-      skipped = found.skipped;
-      if (input.description === "" && found.description !== row.description) {
-        set.description = found.description;
-        updated.push("description");
-      }
-      diff = await applyCatalogue(ctx, row.id, row.endpoint, found, set, action);
-    } else {
-      const written = await ctx.db.update(services).set(set).where(eq(services.id, row.id)).returning({ id: services.id });
+    if (!plan.rediscover) {
+      const written = await ctx.db.update(services).set(plan.set).where(eq(services.id, row.id)).returning({ id: services.id });
       if (written.length === 0) throw new AppError("not_found", `Cannot ${action}: no such service`);
+      return { diff: { added: [], removed: [], changed: [] }, skipped: [] };
     }
+    const found = await discover(ctx, plan.endpoint, { wantDescription: input.description === "", headers: discoveryHeaders(plan.method, plan.token) }, action);
+    if (input.description === "" && found.description !== row.description) {
+      plan.set.description = found.description;
+      plan.updated.push("description");
+    }
+    return { diff: await applyCatalogue(ctx, row.id, row.endpoint, found, plan.set, action), skipped: found.skipped };
   } catch (err) {
     // Another service may have taken the endpoint while this one was being discovered.
-    if (moving && isUniqueViolation(err)) await assertEndpointFree(ctx, row.id, endpoint, action);
+    if (plan.moving && isUniqueViolation(err)) await assertEndpointFree(ctx, row.id, plan.endpoint, action);
     throw err;
   }
-  // The discovery token is not part of what agents see.
-  if (updated.some((f) => f !== "discovery_token") || hasChanges(diff)) notifyCatalogueChanged(ctx);
-  return { ...diff, updated: UPDATABLE.filter((f) => updated.includes(f)), skipped };
 }
 
 async function assertEndpointFree(ctx: Ctx, serviceId: number, endpoint: string, action: string): Promise<void> {
