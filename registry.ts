@@ -97,10 +97,11 @@ async function listen(app: Hono<AppEnv>, hostname: string, port: number): Promis
     const server = serve({ fetch: app.fetch, hostname, port }, (info) => {
       resolve({
         port: info.port,
-        close: () => new Promise<void>((done) => {
-          server.close(() => done());
-          (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-        }),
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+          }),
       });
     });
     server.once("error", reject);

@@ -100,9 +100,10 @@ async function main(): Promise<void> {
   const stops: (() => Promise<void>)[] = [];
   let cleaning: Promise<void> | undefined;
   // Once, however often asked (the end of the run and a signal may both ask): everyone waits for the same.
-  const cleanUp = () => cleaning ??= (async () => {
-    for (const stop of stops.reverse()) await stop().catch((err) => log(`cleanup: ${(err as Error).message}`));
-  })();
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      for (const stop of stops.reverse()) await stop().catch((err) => log(`cleanup: ${(err as Error).message}`));
+    })());
   // Interrupted (Ctrl-C, a test's timeout): the servers started so far are stopped, never left running.
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
   const tmp = mkdtempSync(join(tmpdir(), "mcp-registry-bench-"));
@@ -116,16 +117,31 @@ async function main(): Promise<void> {
 
     let started = performance.now();
     const fixture = await seedDatabase(database.url, secret);
-    log(`seeded ${SHAPE.services} services x ${SHAPE.toolsPerService} tools, ${SHAPE.roles} roles, ${SHAPE.users} users with tokens in ${Math.round(performance.now() - started)} ms`);
+    log(
+      `seeded ${SHAPE.services} services x ${SHAPE.toolsPerService} tools, ${SHAPE.roles} roles, ${SHAPE.users} users with tokens in ${Math.round(performance.now() - started)} ms`,
+    );
 
     const start = startCommand();
     log(`runtime flags of the registry and the baselines (from ${DENO ? "deno.json" : "package.json"}): ${start.runtimeFlags.join(" ") || "none"}`);
-    const registry = await startChild("registry", ...start.registry, {
-      DATABASE_URL: database.url, REGISTRY_SECRET: secret, REGISTRY_SECRET_PREVIOUS: "", REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT,
-      REGISTRY_AUTH: "on", MCP_HOST: "127.0.0.1", MCP_PORT: "0", AGENT_REREAD_HOOK: "", REGISTRY_DISCOVERY_TIMEOUT: "",
-      // The seeded services do not exist: background refresh would only measure their failures.
-      REGISTRY_REFRESH_INTERVAL: "0",
-    }, /MCP Registry listening: MCP endpoint http:\/\/127\.0\.0\.1:(\d+)\/mcp/);
+    const registry = await startChild(
+      "registry",
+      ...start.registry,
+      {
+        DATABASE_URL: database.url,
+        REGISTRY_SECRET: secret,
+        REGISTRY_SECRET_PREVIOUS: "",
+        REGISTRY_ADMIN_KEYS: ADMIN,
+        REGISTRY_AGENT_KEYS: AGENT,
+        REGISTRY_AUTH: "on",
+        MCP_HOST: "127.0.0.1",
+        MCP_PORT: "0",
+        AGENT_REREAD_HOOK: "",
+        REGISTRY_DISCOVERY_TIMEOUT: "",
+        // The seeded services do not exist: background refresh would only measure their failures.
+        REGISTRY_REFRESH_INTERVAL: "0",
+      },
+      /MCP Registry listening: MCP endpoint http:\/\/127\.0\.0\.1:(\d+)\/mcp/,
+    );
     stops.push(registry.stop);
     // One process per baseline: a process that has just served MCP loads carries their heap, which made the
     // bare Hono route measured after them up to twice as slow per request as in a fresh process.
@@ -165,7 +181,10 @@ async function main(): Promise<void> {
     const peakRssMb = peakRss(registry.pid);
     const baselineRssMb = { hono: peakRss(hono.pid), sdk: peakRss(sdk.pid) };
     log(`scenarios done in ${Math.round((performance.now() - started) / 1000)} s`);
-    const errors = registry.output().split("\n").filter((line) => / ERROR /.test(line));
+    const errors = registry
+      .output()
+      .split("\n")
+      .filter((line) => / ERROR /.test(line));
     if (errors.length) log(`the registry logged ${errors.length} error(s) during the run, first: ${errors[0]}`);
 
     const results = summarize(loads, measured, paired, sequential);
@@ -186,7 +205,7 @@ async function main(): Promise<void> {
     };
     console.log(formatReport(report.runtime, engine, results, targets, { registry: peakRssMb, ...baselineRssMb }, drift));
     mkdirSync(dirname(resolve(out)), { recursive: true });
-    writeFileSync(out, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
     log(`results written to ${out}`);
   } finally {
     await cleanUp();
@@ -203,17 +222,48 @@ function scenarios(f: Fixture): Load[] {
   const SDK_CALL = "bare SDK tools/call";
   const SDK_LIST = "bare SDK tools/list";
   return [
-    { name: HONO, server: "hono", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/json" }),
-      check: (b) => (b as { status?: string }).status === "healthy" ? null : "unexpected body" },
-    { name: SDK_CALL, server: "sdk", vs: SDK_CALL, method: "POST", headers: MCP_HEADERS,
-      request: () => ({ path: "/mcp", body: rpc("tools/call", { name: "echo", arguments: { text: "hello" } }) }),
-      check: (b) => result(b) && !result(b)!.isError ? null : "no tool result" },
-    { name: SDK_LIST, server: "sdk", vs: SDK_LIST, method: "POST", headers: MCP_HEADERS, request: () => ({ path: "/mcp", body: rpc("tools/list") }),
-      check: (b) => result(b)?.tools?.length === 1 ? null : "no tool list" },
-    { name: "GET /health", server: "registry", vs: HONO, method: "GET", headers: {}, request: () => ({ path: "/health" }),
-      check: (b) => (b as { status?: string }).status === "healthy" ? null : "unexpected body" },
     {
-      name: "GET /token", server: "registry", vs: HONO, method: "GET", headers: agent,
+      name: HONO,
+      server: "hono",
+      vs: HONO,
+      method: "GET",
+      headers: {},
+      request: () => ({ path: "/json" }),
+      check: (b) => ((b as { status?: string }).status === "healthy" ? null : "unexpected body"),
+    },
+    {
+      name: SDK_CALL,
+      server: "sdk",
+      vs: SDK_CALL,
+      method: "POST",
+      headers: MCP_HEADERS,
+      request: () => ({ path: "/mcp", body: rpc("tools/call", { name: "echo", arguments: { text: "hello" } }) }),
+      check: (b) => (result(b) && !result(b)!.isError ? null : "no tool result"),
+    },
+    {
+      name: SDK_LIST,
+      server: "sdk",
+      vs: SDK_LIST,
+      method: "POST",
+      headers: MCP_HEADERS,
+      request: () => ({ path: "/mcp", body: rpc("tools/list") }),
+      check: (b) => (result(b)?.tools?.length === 1 ? null : "no tool list"),
+    },
+    {
+      name: "GET /health",
+      server: "registry",
+      vs: HONO,
+      method: "GET",
+      headers: {},
+      request: () => ({ path: "/health" }),
+      check: (b) => ((b as { status?: string }).status === "healthy" ? null : "unexpected body"),
+    },
+    {
+      name: "GET /token",
+      server: "registry",
+      vs: HONO,
+      method: "GET",
+      headers: agent,
       // A different user (and service) each request, query string form, as agents ask before each call.
       request: (i) => {
         const t = f.tokens[i % f.tokens.length];
@@ -226,24 +276,50 @@ function scenarios(f: Fixture): Load[] {
       },
     },
     {
-      name: "POST /role_for_user", server: "registry", vs: HONO, method: "POST", headers: { ...agent, "content-type": "application/json" },
+      name: "POST /role_for_user",
+      server: "registry",
+      vs: HONO,
+      method: "POST",
+      headers: { ...agent, "content-type": "application/json" },
       request: (i) => ({ path: "/role_for_user", body: json({ user_id: f.users[i % f.users.length].user }) }),
-      check: (b, i) => (b as { role?: string }).role === f.users[i % f.users.length].role ? null : `wrong role ${json(b)}`,
+      check: (b, i) => ((b as { role?: string }).role === f.users[i % f.users.length].role ? null : `wrong role ${json(b)}`),
     },
     {
-      name: "POST /tools_for_role", server: "registry", vs: HONO, method: "POST", headers: { ...agent, "content-type": "application/json" },
+      name: "POST /tools_for_role",
+      server: "registry",
+      vs: HONO,
+      method: "POST",
+      headers: { ...agent, "content-type": "application/json" },
       request: () => ({ path: "/tools_for_role", body: json({ role: f.bigRole }) }),
-      check: (b) => (b as { tools?: unknown[] }).tools?.length === SHAPE.bigRoleTools ? null : "wrong number of tools",
+      check: (b) => ((b as { tools?: unknown[] }).tools?.length === SHAPE.bigRoleTools ? null : "wrong number of tools"),
     },
-    { name: "GET /list_services", server: "registry", vs: HONO, method: "GET", headers: agent, request: () => ({ path: "/list_services" }),
-      check: (b) => Object.keys((b as { services?: object }).services ?? {}).length === SHAPE.services ? null : "wrong number of services" },
     {
-      name: "MCP tools/call get_tools", server: "registry", vs: SDK_CALL, method: "POST", headers: { ...agent, ...MCP_HEADERS },
-      request: (i) => ({ path: "/mcp", body: rpc("tools/call", { name: "get_tools", arguments: { service_name: f.services[i % f.services.length] } }) }),
-      check: (b) => (result(b)?.structuredContent?.tools as unknown[] | undefined)?.length === SHAPE.toolsPerService ? null : `wrong get_tools answer ${json(b).slice(0, 200)}`,
+      name: "GET /list_services",
+      server: "registry",
+      vs: HONO,
+      method: "GET",
+      headers: agent,
+      request: () => ({ path: "/list_services" }),
+      check: (b) => (Object.keys((b as { services?: object }).services ?? {}).length === SHAPE.services ? null : "wrong number of services"),
     },
-    { name: "MCP tools/list", server: "registry", vs: SDK_LIST, method: "POST", headers: { ...agent, ...MCP_HEADERS }, request: () => ({ path: "/mcp", body: rpc("tools/list") }),
-      check: (b) => result(b)?.tools?.some((t) => t.name === "get_tools") ? null : "get_tools not listed" },
+    {
+      name: "MCP tools/call get_tools",
+      server: "registry",
+      vs: SDK_CALL,
+      method: "POST",
+      headers: { ...agent, ...MCP_HEADERS },
+      request: (i) => ({ path: "/mcp", body: rpc("tools/call", { name: "get_tools", arguments: { service_name: f.services[i % f.services.length] } }) }),
+      check: (b) => ((result(b)?.structuredContent?.tools as unknown[] | undefined)?.length === SHAPE.toolsPerService ? null : `wrong get_tools answer ${json(b).slice(0, 200)}`),
+    },
+    {
+      name: "MCP tools/list",
+      server: "registry",
+      vs: SDK_LIST,
+      method: "POST",
+      headers: { ...agent, ...MCP_HEADERS },
+      request: () => ({ path: "/mcp", body: rpc("tools/list") }),
+      check: (b) => (result(b)?.tools?.some((t) => t.name === "get_tools") ? null : "get_tools not listed"),
+    },
   ];
 }
 
@@ -254,13 +330,26 @@ async function probe(url: string, load: Load): Promise<void> {
     const res = await fetch(url + path, { method: load.method, headers: load.headers, body });
     const text = await res.text();
     let parsed: unknown = null;
-    try { parsed = JSON.parse(text); } catch { /* reported below */ }
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* reported below */
+    }
     const problem = res.status !== 200 ? `status ${res.status}: ${text.slice(0, 200)}` : load.check(parsed, i);
     if (problem) throw new Error(`${load.name}: ${problem}`);
   }
 }
 
-type Measured = { reqPerSec: number; p50Ms: number; p99Ms: number; requests: number; serverCpu: number | null; cpuUsPerReq: number | null; generatorCpu: number; otherCpu: number | null };
+type Measured = {
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  serverCpu: number | null;
+  cpuUsPerReq: number | null;
+  generatorCpu: number;
+  otherCpu: number | null;
+};
 
 async function measure(url: string, load: Load, seconds: number, connections: number, pid: number): Promise<Measured> {
   let i = 0;
@@ -292,13 +381,12 @@ async function measure(url: string, load: Load, seconds: number, connections: nu
     p50Ms: r.latency.p50,
     p99Ms: r.latency.p99,
     requests: r.requests.total,
-    serverCpu: cpu0 === null || cpu1 === null ? null : Math.round((cpu1 - cpu0) / wall * 100),
+    serverCpu: cpu0 === null || cpu1 === null ? null : Math.round(((cpu1 - cpu0) / wall) * 100),
     // What a request costs the server, whatever else runs on the machine (the load generator included).
-    cpuUsPerReq: cpu0 === null || cpu1 === null ? null : Math.round((cpu1 - cpu0) * 1e6 / r.requests.total),
-    generatorCpu: Math.round(genSeconds / wall * 100),
+    cpuUsPerReq: cpu0 === null || cpu1 === null ? null : Math.round(((cpu1 - cpu0) * 1e6) / r.requests.total),
+    generatorCpu: Math.round((genSeconds / wall) * 100),
     // Everything else the machine ran meanwhile (other processes): the noise in this run.
-    otherCpu: cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null
-      : Math.max(0, Math.round((all1 - all0 - (cpu1 - cpu0) - genSeconds) / wall * 100)),
+    otherCpu: cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null : Math.max(0, Math.round(((all1 - all0 - (cpu1 - cpu0) - genSeconds) / wall) * 100)),
   };
 }
 
@@ -313,8 +401,13 @@ const WARM_UP_ROUNDS = 5;
 async function discoveryScenario(registryUrl: string, iterations: number): Promise<Sequential> {
   const port = await freePort();
   const node = DENO ? "node" : process.execPath;
-  const everything = await startChild("server-everything", node, [join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "streamableHttp"],
-    { PORT: String(port) }, new RegExp(`(${port})|listening|running`, "i"));
+  const everything = await startChild(
+    "server-everything",
+    node,
+    [join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "streamableHttp"],
+    { PORT: String(port) },
+    new RegExp(`(${port})|listening|running`, "i"),
+  );
   const endpoint = `http://127.0.0.1:${port}/mcp`;
   const admin = new Client({ name: "bench-admin", version: "1.0.0" });
   try {
@@ -328,7 +421,8 @@ async function discoveryScenario(registryUrl: string, iterations: number): Promi
       t = performance.now();
       const added = await admin.callTool({ name: "add_service", arguments: { service_name: name, endpoint, description: "Reference server" } });
       const add = performance.now() - t;
-      if (added.isError || !String((added.content as { text?: string }[])[0]?.text).includes(`added with ${times.tools} tools`)) throw new Error(`add_service: ${JSON.stringify(added)}`);
+      if (added.isError || !String((added.content as { text?: string }[])[0]?.text).includes(`added with ${times.tools} tools`))
+        throw new Error(`add_service: ${JSON.stringify(added)}`);
       t = performance.now();
       const removed = await admin.callTool({ name: "remove_service", arguments: { service_name: name } });
       const remove = performance.now() - t;
@@ -338,7 +432,9 @@ async function discoveryScenario(registryUrl: string, iterations: number): Promi
       times.add.push(add);
       times.remove.push(remove);
     }
-    log(`add_service ${mean(times.add).toFixed(1)} ms, remove_service ${mean(times.remove).toFixed(1)} ms, bare connect + tools/list ${mean(times.bare).toFixed(1)} ms (mean of ${iterations})`);
+    log(
+      `add_service ${mean(times.add).toFixed(1)} ms, remove_service ${mean(times.remove).toFixed(1)} ms, bare connect + tools/list ${mean(times.bare).toFixed(1)} ms (mean of ${iterations})`,
+    );
     return times;
   } finally {
     await admin.close().catch(() => {});
@@ -370,10 +466,15 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
     const m = (f: (r: Measured) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
     const known = runs.every((r) => r.serverCpu !== null);
     return {
-      reqPerSec: m((r) => r.reqPerSec), p50Ms: m((r) => r.p50Ms), p99Ms: m((r) => r.p99Ms), requests: m((r) => r.requests),
+      reqPerSec: m((r) => r.reqPerSec),
+      p50Ms: m((r) => r.p50Ms),
+      p99Ms: m((r) => r.p99Ms),
+      requests: m((r) => r.requests),
       ...(runs.length > 1 ? { runs: runs.map((r) => Math.round(r.reqPerSec)) } : {}),
-      serverCpu: known ? Math.round(m((r) => r.serverCpu!)) : null, cpuUsPerReq: known ? Math.round(m((r) => r.cpuUsPerReq!)) : null,
-      generatorCpu: Math.round(m((r) => r.generatorCpu)), otherCpu: runs.every((r) => r.otherCpu !== null) ? Math.round(m((r) => r.otherCpu!)) : null,
+      serverCpu: known ? Math.round(m((r) => r.serverCpu!)) : null,
+      cpuUsPerReq: known ? Math.round(m((r) => r.cpuUsPerReq!)) : null,
+      generatorCpu: Math.round(m((r) => r.generatorCpu)),
+      otherCpu: runs.every((r) => r.otherCpu !== null) ? Math.round(m((r) => r.otherCpu!)) : null,
     };
   };
   const rows: ScenarioResult[] = loads.map((l) => {
@@ -386,7 +487,17 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
   const BARE = "bare SDK client connect + tools/list";
   const row = (name: string, times: number[]): ScenarioResult => {
     const sorted = [...times].sort((a, b) => a - b);
-    return { name, kind: "sequential", vs: BARE, reqPerSec: 1000 / mean(times), meanMs: mean(times), p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), ratio: mean(times) / mean(seq.bare), requests: times.length };
+    return {
+      name,
+      kind: "sequential",
+      vs: BARE,
+      reqPerSec: 1000 / mean(times),
+      meanMs: mean(times),
+      p50Ms: percentile(sorted, 50),
+      p99Ms: percentile(sorted, 99),
+      ratio: mean(times) / mean(seq.bare),
+      requests: times.length,
+    };
   };
   rows.push(row(BARE, seq.bare), row("add_service (server-everything)", seq.add), row("remove_service", seq.remove));
   return rows;
@@ -394,13 +505,25 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
 
 function checkTargets(rows: ScenarioResult[], peakRssMb: number | null): Target[] {
   const ratio = (name: string) => rows.find((r) => r.name === name)!.ratio;
-  const min = (scenario: string, want: number): Target => ({ name: `${scenario} >= ${want} x ${rows.find((r) => r.name === scenario)!.vs}`, scenario, want: `>= ${want}`, value: ratio(scenario), pass: ratio(scenario) >= want });
+  const min = (scenario: string, want: number): Target => ({
+    name: `${scenario} >= ${want} x ${rows.find((r) => r.name === scenario)!.vs}`,
+    scenario,
+    want: `>= ${want}`,
+    value: ratio(scenario),
+    pass: ratio(scenario) >= want,
+  });
   return [
     min("GET /token", 0.5),
     min("POST /role_for_user", 0.5),
     min("POST /tools_for_role", 0.25),
     min("MCP tools/call get_tools", 0.7),
-    { name: "add_service <= 1.5 x bare SDK client connect + tools/list", scenario: "add_service (server-everything)", want: "<= 1.5", value: ratio("add_service (server-everything)"), pass: ratio("add_service (server-everything)") <= 1.5 },
+    {
+      name: "add_service <= 1.5 x bare SDK client connect + tools/list",
+      scenario: "add_service (server-everything)",
+      want: "<= 1.5",
+      value: ratio("add_service (server-everything)"),
+      pass: ratio("add_service (server-everything)") <= 1.5,
+    },
     { name: "peak RSS of the registry < 150 MB", scenario: "peak RSS", want: "< 150", value: peakRssMb, pass: peakRssMb !== null && peakRssMb < 150 },
   ];
 }
@@ -411,12 +534,19 @@ function baselineDrift(baselines: Load[], measured: Map<string, Measured[]>): Re
   const out: Record<string, number> = {};
   for (const b of baselines) {
     const runs = measured.get(b.name)!.map((r) => r.reqPerSec);
-    if (runs.length >= 2) out[b.name] = Math.round((Math.max(...runs) - Math.min(...runs)) / mean(runs) * 100);
+    if (runs.length >= 2) out[b.name] = Math.round(((Math.max(...runs) - Math.min(...runs)) / mean(runs)) * 100);
   }
   return Object.keys(out).length ? out : null;
 }
 
-function formatReport(runtime: string, engine: string, rows: ScenarioResult[], targets: Target[], rss: { registry: number | null; hono: number | null; sdk: number | null }, drift: Record<string, number> | null): string {
+function formatReport(
+  runtime: string,
+  engine: string,
+  rows: ScenarioResult[],
+  targets: Target[],
+  rss: { registry: number | null; hono: number | null; sdk: number | null },
+  drift: Record<string, number> | null,
+): string {
   const head = ["scenario", "req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "CPU ratio", "server CPU", "load gen CPU", "other CPU", "vs"];
   const body = rows.map((r) => [
     r.name,
@@ -432,7 +562,11 @@ function formatReport(runtime: string, engine: string, rows: ScenarioResult[], t
     r.name === r.vs ? "(baseline)" : r.vs,
   ]);
   const widths = head.map((h, c) => Math.max(h.length, ...body.map((row) => row[c].length)));
-  const line = (cells: string[]) => cells.map((cell, c) => (c === 0 || c === head.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => (c === 0 || c === head.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join("  ")
+      .trimEnd();
   const noisy = drift && Object.values(drift).some((d) => d > 10);
   const saturated = rows.filter((r) => (r.generatorCpu ?? 0) >= 90).map((r) => r.name);
   const disturbed = rows.filter((r) => (r.otherCpu ?? 0) >= 20).map((r) => r.name);
@@ -447,9 +581,17 @@ function formatReport(runtime: string, engine: string, rows: ScenarioResult[], t
     disturbed.length && engine !== "postgres" ? `Other processes used >= 20% of a core during: ${disturbed.join(", ")}: noisy, repeat the run on a quiet machine.` : null,
     "",
     ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
-    rss.registry === null ? "peak RSS: not measured (needs /proc)" : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,
-    drift ? `spread of the baselines' runs over the benchmark: ${Object.entries(drift).map(([k, v]) => `${k} ${v}%`).join(", ")}${noisy ? " — the machine drifted; each ratio is taken against the baseline run just before its scenario" : ""}` : null,
-  ].filter((line) => line !== null).join("\n");
+    rss.registry === null
+      ? "peak RSS: not measured (needs /proc)"
+      : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,
+    drift
+      ? `spread of the baselines' runs over the benchmark: ${Object.entries(drift)
+          .map(([k, v]) => `${k} ${v}%`)
+          .join(", ")}${noisy ? " — the machine drifted; each ratio is taken against the baseline run just before its scenario" : ""}`
+      : null,
+  ]
+    .filter((line) => line !== null)
+    .join("\n");
 }
 
 type Child = { url: string; pid: number; output(): string; stop(): Promise<void> };
@@ -506,7 +648,8 @@ function startCommand(): { runtimeFlags: string[]; registry: [string, string[]] 
   }
   const { prestart, start } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts as Record<string, string>;
   const [, flags] = /^node (.*?) ?dist\/main\.mjs$/.exec(start) ?? [];
-  if (flags === undefined || prestart !== "npm run build --silent") throw new Error(`package.json's start is not "npm run build --silent" then "node <flags> dist/main.mjs": ${prestart}; ${start}`);
+  if (flags === undefined || prestart !== "npm run build --silent")
+    throw new Error(`package.json's start is not "npm run build --silent" then "node <flags> dist/main.mjs": ${prestart}; ${start}`);
   execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
   const runtimeFlags = flags ? flags.split(" ") : [];
   return { runtimeFlags, registry: [process.execPath, [...runtimeFlags, "dist/main.mjs"]] };
@@ -522,7 +665,10 @@ function baselineCommand(runtimeFlags: string[], kind: "hono" | "sdk"): [string,
 
 async function seedDatabase(url: string, secret: string): Promise<Fixture> {
   const config = loadConfig({ DATABASE_URL: url, REGISTRY_SECRET: secret, MCP_PORT: "0" });
-  const { ctx, close } = await openContext(config, createLog(() => {}));
+  const { ctx, close } = await openContext(
+    config,
+    createLog(() => {}),
+  );
   try {
     return await seed(ctx);
   } finally {
@@ -586,7 +732,10 @@ function log(line: string): void {
   console.error(`bench: ${line}`);
 }
 
-await main().then(() => process.exit(0), (err) => {
-  console.error(`bench failed: ${(err as Error).message}`);
-  process.exit(1);
-});
+await main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`bench failed: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -50,15 +50,17 @@ export async function seed(ctx: Ctx, shape: Shape = SHAPE): Promise<Fixture> {
     for (const r of await ctx.db.insert(services).values(slice).returning({ id: services.id })) serviceIds.push(r.id);
   });
 
-  const toolRows = serviceIds.flatMap((serviceId, i) => Array.from({ length: shape.toolsPerService }, (_, j) => ({
-    serviceId,
-    name: `tool_${pad(j, 2)}`,
-    title: `Tool ${j} of service ${i}`,
-    description: `Tool ${j} of service ${i}: looks something up for the query and returns the matches as JSON.`,
-    inputSchema: { type: "object", properties: { query: { type: "string", description: "What to look for" }, limit: { type: "integer", minimum: 1 } }, required: ["query"] },
-    outputSchema: null,
-    annotations: { readOnlyHint: true },
-  })));
+  const toolRows = serviceIds.flatMap((serviceId, i) =>
+    Array.from({ length: shape.toolsPerService }, (_, j) => ({
+      serviceId,
+      name: `tool_${pad(j, 2)}`,
+      title: `Tool ${j} of service ${i}`,
+      description: `Tool ${j} of service ${i}: looks something up for the query and returns the matches as JSON.`,
+      inputSchema: { type: "object", properties: { query: { type: "string", description: "What to look for" }, limit: { type: "integer", minimum: 1 } }, required: ["query"] },
+      outputSchema: null,
+      annotations: { readOnlyHint: true },
+    })),
+  );
   const toolIds: number[] = [];
   await insertAll(toolRows, async (slice) => {
     for (const r of await ctx.db.insert(tools).values(slice).returning({ id: tools.id })) toolIds.push(r.id);
@@ -80,7 +82,7 @@ export async function seed(ctx: Ctx, shape: Shape = SHAPE): Promise<Fixture> {
   const fixture: Fixture = { services: serviceRows.map((s) => s.name), tokens: [], users: [], bigRole: roleName(0) };
   for (let u = 0; u < shape.users; u++) {
     const s = tokenService(u, shape);
-    const token = `tok-${userName(u)}-${serviceName(s)}-${pad(u * 7919 % 100000, 5)}`;
+    const token = `tok-${userName(u)}-${serviceName(s)}-${pad((u * 7919) % 100000, 5)}`;
     // Really encrypted and bound to its row, as authorize_user_to_service stores it.
     await sealUserToken(ctx, serviceIds[s], userName(u), token, { replace: false });
     fixture.tokens.push({ user: userName(u), service: serviceName(s), token, method: serviceRows[s].methodAuthorization });

@@ -19,17 +19,39 @@ const VARIABLES = {
     schema: v.pipe(v.string(), v.regex(/^\d+$/, "must be an integer from 0 to 65535"), v.transform(Number), v.maxValue(65535, "must be an integer from 0 to 65535")),
     fallback: "8000",
   },
-  DATABASE_URL: { schema: v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    try { return normalizeDatabaseUrl(dataset.value); } catch (e) { addIssue({ message: (e as Error).message }); return NEVER; }
-  })), fallback: "file:registry.db" },
+  DATABASE_URL: {
+    schema: v.pipe(
+      v.string(),
+      v.rawTransform(({ dataset, addIssue, NEVER }) => {
+        try {
+          return normalizeDatabaseUrl(dataset.value);
+        } catch (e) {
+          addIssue({ message: (e as Error).message });
+          return NEVER;
+        }
+      }),
+    ),
+    fallback: "file:registry.db",
+  },
   AGENT_REREAD_HOOK: { schema: orNone(HttpUrl), fallback: "" },
   REGISTRY_DISCOVERY_TIMEOUT: {
-    schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
+    schema: v.pipe(
+      v.string(),
+      v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"),
+      v.transform(Number),
+      v.minValue(0.1, "must be at least 0.1 seconds"),
+      v.maxValue(600, "must be at most 600 seconds"),
+    ),
     fallback: "10",
   },
   REGISTRY_REFRESH_INTERVAL: {
-    schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number),
-      v.check((n) => n === 0 || n >= 0.1, "must be 0 (off) or at least 0.1 seconds"), v.maxValue(604800, "must be at most 604800 seconds (a week)")),
+    schema: v.pipe(
+      v.string(),
+      v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"),
+      v.transform(Number),
+      v.check((n) => n === 0 || n >= 0.1, "must be 0 (off) or at least 0.1 seconds"),
+      v.maxValue(604800, "must be at most 604800 seconds (a week)"),
+    ),
     fallback: "300",
   },
   REGISTRY_ADMIN_KEYS: { schema: orNone(keyList()), fallback: "" },
@@ -47,57 +69,80 @@ const VARIABLES = {
   REGISTRY_MAX_CATALOGUE_BYTES: { schema: count(65_536, 1_073_741_824), fallback: "8388608" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
-    schema: v.pipe(v.string(), v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"), v.transform(Number), v.minValue(0.1, "must be at least 0.1 seconds"), v.maxValue(600, "must be at most 600 seconds")),
+    schema: v.pipe(
+      v.string(),
+      v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"),
+      v.transform(Number),
+      v.minValue(0.1, "must be at least 0.1 seconds"),
+      v.maxValue(600, "must be at most 600 seconds"),
+    ),
     fallback: "5",
   },
 } as const;
 
 // An optional variable: "" (unset) is null, anything else must pass `schema` (its first issue is reported).
 function orNone<T>(schema: v.GenericSchema<string, T>) {
-  return v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    if (dataset.value === "") return null;
-    const result = v.safeParse(schema, dataset.value);
-    if (result.success) return result.output;
-    addIssue({ message: result.issues[0].message });
-    return NEVER;
-  }));
+  return v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      if (dataset.value === "") return null;
+      const result = v.safeParse(schema, dataset.value);
+      if (result.success) return result.output;
+      addIssue({ message: result.issues[0].message });
+      return NEVER;
+    }),
+  );
 }
 
 // A whole number within bounds, e.g. a limit or a number of days.
 function count(min: number, max: number) {
-  return v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number),
-    v.minValue(min, `must be at least ${min}`), v.maxValue(max, `must be at most ${max}`));
+  return v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number), v.minValue(min, `must be at least ${min}`), v.maxValue(max, `must be at most ${max}`));
 }
 
 // Comma-separated browser origins (scheme://host[:port]), each compared exactly as a browser sends it.
 function originList() {
   return v.pipe(
     v.string(),
-    v.transform((s) => s.split(",").map((o) => o.trim()).filter(Boolean)),
+    v.transform((s) =>
+      s
+        .split(",")
+        .map((o) => o.trim())
+        .filter(Boolean),
+    ),
     v.check((list) => list.every((o) => URL.canParse(o) && new URL(o).origin === o), "must hold origins like https://console.example.com (scheme, host and port only)"),
   );
 }
 
 // A 32-byte AES key in base64, e.g. from `openssl rand -base64 32`.
 function secretKey() {
-  return v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const key = decodeKey(dataset.value);
-    if (!key) addIssue({ message: "must be 32 bytes encoded in base64 (openssl rand -base64 32)" });
-    return key ?? NEVER;
-  }));
+  return v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const key = decodeKey(dataset.value);
+      if (!key) addIssue({ message: "must be 32 bytes encoded in base64 (openssl rand -base64 32)" });
+      return key ?? NEVER;
+    }),
+  );
 }
 
 // Comma-separated keys; short keys are refused because they can be guessed.
 function keyList() {
   return v.pipe(
     v.string(),
-    v.transform((s) => s.split(",").map((k) => k.trim()).filter(Boolean)),
+    v.transform((s) =>
+      s
+        .split(",")
+        .map((k) => k.trim())
+        .filter(Boolean),
+    ),
     v.check((keys) => keys.every((k) => k.length >= 16), "must hold keys of at least 16 characters each"),
   );
 }
 
 // Each variable's value (trimmed; unset or blank means its default), and what the registry makes of it.
-const Environment = v.object(Object.fromEntries(Object.entries(VARIABLES).map(([name, { schema }]) => [name, schema])) as { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K]["schema"] });
+const Environment = v.object(
+  Object.fromEntries(Object.entries(VARIABLES).map(([name, { schema }]) => [name, schema])) as { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K]["schema"] },
+);
 
 const seconds = (s: number) => Math.round(s * 1000);
 
@@ -178,7 +223,9 @@ export function normalizeDatabaseUrl(raw: string): string {
   }
   if (/^(file:|libsql:\/\/|https?:\/\/|postgres(ql)?:\/\/)/.test(raw)) return raw;
   const scheme = /^([a-z][\w+.-]*):/i.exec(raw)?.[1] ?? raw;
-  throw new Error(`uses an unsupported database "${scheme}"; supported: SQLite (file:<path>, :memory:, sqlite:///<path>), remote libSQL (libsql://, http(s)://) and PostgreSQL (postgres://)`);
+  throw new Error(
+    `uses an unsupported database "${scheme}"; supported: SQLite (file:<path>, :memory:, sqlite:///<path>), remote libSQL (libsql://, http(s)://) and PostgreSQL (postgres://)`,
+  );
 }
 
 /** A database URL fit for a log line: remote URLs may carry credentials, so those are blanked out. */

@@ -81,9 +81,19 @@ type Prepared = { execute(values: Record<string, unknown>): Promise<Record<strin
  * rows); PostgreSQL, which several instances share, only runs the query and the rows are serialized here
  * (building the JSON there cost it 2.6 times the query).
  */
-export async function jsonRows(ctx: Ctx, name: string, fields: SelectedFields, orderBy: SQL, select: (fields: SelectedFields) => Select, values: Record<string, unknown>): Promise<string> {
+export async function jsonRows(
+  ctx: Ctx,
+  name: string,
+  fields: SelectedFields,
+  orderBy: SQL,
+  select: (fields: SelectedFields) => Select,
+  values: Record<string, unknown>,
+): Promise<string> {
   if (ctx.engine === "sqlite") {
-    const row = await firstRow(prepareOnce(ctx, name, () => select({ json: jsonArrayOf(ctx.engine, fields as Record<string, SQLWrapper>, orderBy) }) as { prepare(): Prepared }), values);
+    const row = await firstRow(
+      prepareOnce(ctx, name, () => select({ json: jsonArrayOf(ctx.engine, fields as Record<string, SQLWrapper>, orderBy) }) as { prepare(): Prepared }),
+      values,
+    );
     return (row?.json as string | undefined) ?? "[]";
   }
   const rows = await prepareOnce(ctx, name, () => select(fields).orderBy(orderBy) as { prepare(): Prepared }).execute(values);

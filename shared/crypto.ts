@@ -89,7 +89,10 @@ export function keyFilePath(databaseUrl: string): string | null {
   if (databaseUrl === ":memory:") return ":memory:";
   if (!databaseUrl.startsWith("file:")) return null;
   // file:/abs, file:///abs and file:relative, without libSQL query options.
-  const path = databaseUrl.slice("file:".length).split("?")[0].replace(/^\/\/(?=\/)/, "");
+  const path = databaseUrl
+    .slice("file:".length)
+    .split("?")[0]
+    .replace(/^\/\/(?=\/)/, "");
   return path === "" || path === ":memory:" ? ":memory:" : `${path}.key`;
 }
 
@@ -164,8 +167,10 @@ export async function reencryptSecrets(vault: Vault, config: Config, log: Log, k
 function undecryptable(vault: Vault, config: Config, kind: string, count: number): string {
   const what = `${count} stored ${kind}${count === 1 ? " was" : "s were"} encrypted with another key than ${vault.source}`;
   if (config.secret) {
-    return `${what}${config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
-      "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one";
+    return (
+      `${what}${config.previousSecret ? " or REGISTRY_SECRET_PREVIOUS" : ""}: set REGISTRY_SECRET to the key they were stored with, ` +
+      "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one"
+    );
   }
   return `${what}: restore the original key file, or set REGISTRY_SECRET to the key they were stored with`;
 }

@@ -1,7 +1,7 @@
 /** The one error type of the registry, and how HTTP and MCP report it. */
 
 /** Error codes a caller can see, with their HTTP status. */
-export const ERROR_STATUS = {
+const ERROR_STATUS = {
   invalid_input: 400,
   unauthorized: 401,
   token_missing: 401,
@@ -63,7 +63,9 @@ export function toToolError(err: unknown, requestId: string): { isError: true; c
 export function describeForLog(err: unknown): string {
   const e = err as { query?: unknown; params?: unknown; cause?: { code?: unknown; message?: unknown }; stack?: unknown } | undefined;
   if (!isFailedQuery(e)) return String(e?.stack ?? err);
-  const frames = String(e.stack ?? "").split("\n").filter((line) => /^\s+at /.test(line));
+  const frames = String(e.stack ?? "")
+    .split("\n")
+    .filter((line) => /^\s+at /.test(line));
   const cause = e.cause ? ` (${[e.cause.code, e.cause.message].filter(Boolean).join(": ")})` : "";
   return [`Failed query: ${e.query}${cause}`, ...frames].join("\n");
 }

@@ -2,7 +2,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import * as v from "valibot";
+import type * as v from "valibot";
 import type { Caller, Ctx } from "./context.ts";
 import { AppError, describeForLog, recognizeError, toHttpError } from "./errors.ts";
 import { MAX_NESTING, nestedWithin, validate } from "./validate.ts";
@@ -10,7 +10,7 @@ import { MAX_NESTING, nestedWithin, validate } from "./validate.ts";
 export type AppEnv = { Variables: { ctx: Ctx; caller: Caller } };
 
 /** Largest request body accepted anywhere (bigger: 413). */
-export const MAX_BODY_BYTES = 1024 * 1024;
+const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
  * Reads a request's input as one object: query parameters overlaid by a JSON object body (old agents
@@ -81,15 +81,15 @@ const limitStreamedBody: MiddlewareHandler<AppEnv> = bodyLimit({ maxSize: MAX_BO
 /** Middleware: the body size limit (MAX_BODY_BYTES), answering 413 with the JSON error body. */
 export function limitBody(): MiddlewareHandler<AppEnv> {
   return function limitBody(c, next) {
-  // A GET or HEAD reaches the routes without a body (recoverGetBody limits an old agent's GET body itself).
-  if (c.req.method === "GET" || c.req.method === "HEAD") return next();
-  // A declared length is checked without touching the body, which keeps @hono/node-server's direct body
-  // read; hono's bodyLimit would build a whole Request first.
-  const length = c.req.header("content-length");
-  if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
-    return Number.parseInt(length, 10) > MAX_BODY_BYTES ? Promise.resolve(payloadTooLarge(c)) : next();
-  }
-  return limitStreamedBody(c, next);
+    // A GET or HEAD reaches the routes without a body (recoverGetBody limits an old agent's GET body itself).
+    if (c.req.method === "GET" || c.req.method === "HEAD") return next();
+    // A declared length is checked without touching the body, which keeps @hono/node-server's direct body
+    // read; hono's bodyLimit would build a whole Request first.
+    const length = c.req.header("content-length");
+    if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
+      return Number.parseInt(length, 10) > MAX_BODY_BYTES ? Promise.resolve(payloadTooLarge(c)) : next();
+    }
+    return limitStreamedBody(c, next);
   };
 }
 

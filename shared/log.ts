@@ -9,7 +9,7 @@ export type Log = {
 /** A logger that hands each formatted line to `write` (stderr by default). */
 export function createLog(write: (line: string) => void = (line) => console.error(line)): Log {
   const emit = (level: string, msg: string, fields?: Record<string, unknown>) => {
-    const extra = fields && Object.keys(fields).length ? " " + JSON.stringify(fields) : "";
+    const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : "";
     write(`${new Date().toISOString()} ${level} ${msg}${extra}`);
   };
   return {

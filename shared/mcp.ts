@@ -15,11 +15,11 @@ import type { Caller, Ctx, PendingAudit } from "./context.ts";
 import type { AppEnv } from "./http.ts";
 import { MAX_NESTING, nestedWithin } from "./validate.ts";
 
-export const SERVER_INFO = { name: "mcp-registry", version: "0.1.0" };
+const SERVER_INFO = { name: "mcp-registry", version: "0.1.0" };
 const INSTRUCTIONS = "Registry of MCP services: list services and their tools, manage roles, users and user credentials.";
 
 /** What a tool returns: a short sentence or compact JSON as text, and the same data structured. */
-export type ToolOutput = { text: string; data?: Record<string, unknown> };
+type ToolOutput = { text: string; data?: Record<string, unknown> };
 
 export type ToolDef<S extends v.GenericSchema = v.GenericSchema> = {
   name: string;
@@ -128,7 +128,9 @@ export function mcpHandler(serve: McpServing): (c: Context<AppEnv>) => Promise<R
     let parsedBody: unknown;
     try {
       parsedBody = JSON.parse(await c.req.text());
-    } catch { /* left to the transport */ }
+    } catch {
+      /* left to the transport */
+    }
     // No server.close() afterwards: with JSON responses every handler has finished when the response is
     // ready, so closing would only abort finished work (an AbortError and an McpError built per request,
     // about a tenth of a tool call's cost); the server and transport are garbage once this returns.

@@ -15,7 +15,10 @@ const TOOL_ID_MESSAGE = "must be a positive integer";
 // Ids are 32-bit integers on PostgreSQL; a larger number can name no tool on any engine.
 const MAX_ID = 2147483647;
 /** A tool id: a positive integer; a string of digits from old clients is converted explicitly. */
-export const ToolId = v.union([
-  v.pipe(v.number(TOOL_ID_MESSAGE), v.integer(TOOL_ID_MESSAGE), v.minValue(1, TOOL_ID_MESSAGE), v.maxValue(MAX_ID, `must be at most ${MAX_ID}`)),
-  v.pipe(v.string(TOOL_ID_MESSAGE), v.regex(/^\d{1,10}$/, TOOL_ID_MESSAGE), v.transform(Number), v.minValue(1, TOOL_ID_MESSAGE), v.maxValue(MAX_ID, `must be at most ${MAX_ID}`)),
-], TOOL_ID_MESSAGE);
+export const ToolId = v.union(
+  [
+    v.pipe(v.number(TOOL_ID_MESSAGE), v.integer(TOOL_ID_MESSAGE), v.minValue(1, TOOL_ID_MESSAGE), v.maxValue(MAX_ID, `must be at most ${MAX_ID}`)),
+    v.pipe(v.string(TOOL_ID_MESSAGE), v.regex(/^\d{1,10}$/, TOOL_ID_MESSAGE), v.transform(Number), v.minValue(1, TOOL_ID_MESSAGE), v.maxValue(MAX_ID, `must be at most ${MAX_ID}`)),
+  ],
+  TOOL_ID_MESSAGE,
+);

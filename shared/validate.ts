@@ -45,7 +45,5 @@ export function nameSchema(max: number, allowEmpty = false) {
     v.check((s: string) => !/[\p{Cf}\p{Zl}\p{Zp}]/u.test(s), "must not contain invisible or bidirectional formatting characters"),
     v.check((s: string) => !/[\uD800-\uDFFF]/u.test(s), "must be well-formed Unicode (no lone surrogate)"),
   ] as const;
-  return allowEmpty
-    ? v.pipe(v.string("must be a string"), v.trim(), ...shown)
-    : v.pipe(v.string("must be a string"), v.trim(), v.nonEmpty("must not be empty"), ...shown);
+  return allowEmpty ? v.pipe(v.string("must be a string"), v.trim(), ...shown) : v.pipe(v.string("must be a string"), v.trim(), v.nonEmpty("must not be empty"), ...shown);
 }

@@ -66,7 +66,8 @@ describe("access matrix", () => {
       if (who.principal === null || who.principal === "anonymous") {
         // Refused before any tool runs: the MCP endpoint itself answers 401.
         const res = await reg.http("/mcp", {
-          method: "POST", key: who.key,
+          method: "POST",
+          key: who.key,
           headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
           body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
         });
@@ -77,7 +78,10 @@ describe("access matrix", () => {
       }
       const client = await reg.client(who.key);
       const listed = (await client.listTools()).tools.map((t) => t.name).sort();
-      const allowed = allTools.filter((t) => mayCall({ principal: who.principal!, label: "" }, `tool ${t.name}`)).map((t) => t.name).sort();
+      const allowed = allTools
+        .filter((t) => mayCall({ principal: who.principal!, label: "" }, `tool ${t.name}`))
+        .map((t) => t.name)
+        .sort();
       expect(listed).toEqual(allowed);
       for (const tool of allTools) {
         // Empty arguments: an allowed tool answers (maybe with a validation error), a refused one says so.
@@ -143,9 +147,15 @@ describe("audit log", () => {
     expect(admin1Label).toMatch(/^admin:[0-9a-f]{8}$/);
     expect(Date.parse(String(all.events[0].at))).not.toBeNaN();
 
-    const adds = (await call(admin, "list_audit_events", { action: "add_service", limit: 1 })).structuredContent as { events: { id: number; outcome: string }[]; next_before_id: number };
+    const adds = (await call(admin, "list_audit_events", { action: "add_service", limit: 1 })).structuredContent as {
+      events: { id: number; outcome: string }[];
+      next_before_id: number;
+    };
     expect(adds.events.map((e) => e.outcome)).toEqual(["conflict"]);
-    const next = (await call(admin, "list_audit_events", { action: "add_service", limit: 1, before_id: adds.next_before_id })).structuredContent as { events: { outcome: string }[]; next_before_id: number | null };
+    const next = (await call(admin, "list_audit_events", { action: "add_service", limit: 1, before_id: adds.next_before_id })).structuredContent as {
+      events: { outcome: string }[];
+      next_before_id: number | null;
+    };
     expect(next.events.map((e) => e.outcome)).toEqual(["ok"]);
     expect(next.next_before_id).toBeNull();
 
@@ -219,7 +229,11 @@ describe("secure defaults", () => {
 
   it("refuses short keys in configuration without echoing them", () => {
     expect(() => loadConfig({ REGISTRY_ADMIN_KEYS: "short" })).toThrow(/REGISTRY_ADMIN_KEYS must hold keys of at least 16 characters/);
-    try { loadConfig({ REGISTRY_ADMIN_KEYS: "short" }); } catch (e) { expect(String(e)).not.toContain("short\""); }
+    try {
+      loadConfig({ REGISTRY_ADMIN_KEYS: "short" });
+    } catch (e) {
+      expect(String(e)).not.toContain('short"');
+    }
   });
 });
 
@@ -237,14 +251,22 @@ describe("transport protections", () => {
     const { request } = await import("node:http");
     // fetch cannot forge Host, so use node:http.
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port: reg.port, path: "/mcp", method: "POST", headers: { ...headers, host: "evil.example:80", authorization: `Bearer ${ADMIN}` } }, (res) => { res.resume(); resolve(res.statusCode!); });
+      const req = request(
+        { host: "127.0.0.1", port: reg.port, path: "/mcp", method: "POST", headers: { ...headers, host: "evil.example:80", authorization: `Bearer ${ADMIN}` } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
       req.on("error", reject);
       req.end(rpc);
     });
     expect(status).toBe(403);
     const res = await reg.http("/mcp", { method: "POST", key: ADMIN, headers: { ...headers, origin: "http://evil.example" }, body: rpc });
     expect(res.status).toBe(403);
-    expect((await res.json()).error.message).toBe('Origin "http://evil.example" is not allowed: only the registry\'s own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser');
+    expect((await res.json()).error.message).toBe(
+      'Origin "http://evil.example" is not allowed: only the registry\'s own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser',
+    );
     const ok = await reg.http("/mcp", { method: "POST", key: ADMIN, headers: { ...headers, origin: `http://localhost:${reg.port}` }, body: rpc });
     expect(ok.status).toBe(200);
   });

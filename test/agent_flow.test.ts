@@ -31,8 +31,7 @@ describe("agent flow", () => {
   let admin: Client;
 
   // What an existing agent sends, with the Bearer key it is given.
-  const post = (path: string, body: unknown, key = AGENT) =>
-    reg.http(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), key });
+  const post = (path: string, body: unknown, key = AGENT) => reg.http(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), key });
 
   // The old agent's per-message sequence, reading the fields it reads; a failed tools_for_role means no tools.
   async function agentTurn(userId: string) {
@@ -46,7 +45,10 @@ describe("agent flow", () => {
   beforeAll(async () => {
     [reg, wiki, tickets] = await Promise.all([
       startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT }),
-      toolServer([{ name: "search", description: "Search the wiki" }, { name: "read_page", description: "Read a wiki page" }]),
+      toolServer([
+        { name: "search", description: "Search the wiki" },
+        { name: "read_page", description: "Read a wiki page" },
+      ]),
       toolServer([{ name: "search", description: "Search tickets" }]),
     ]);
     admin = await reg.client(ADMIN);
@@ -135,7 +137,7 @@ describe("agent flow", () => {
     });
   });
 
-  it("for a user without a role: role \"\", prompt \"\", and tools_for_role answers 400, which the old agent reads as no tools", async () => {
+  it('for a user without a role: role "", prompt "", and tools_for_role answers 400, which the old agent reads as no tools', async () => {
     const role = await post("/role_for_user", { user_id: "bob@example.com" });
     expect(role.status).toBe(200);
     expect(await role.json()).toEqual({ role: "" });
@@ -157,18 +159,28 @@ describe("agent flow", () => {
     });
     const pairs = await call(admin, "list_users");
     expect(text(pairs)).toBe('[["alice@example.com","analyst"],["bob@example.com",""]]');
-    expect(pairs.structuredContent).toEqual({ users: [["alice@example.com", "analyst"], ["bob@example.com", ""]] });
+    expect(pairs.structuredContent).toEqual({
+      users: [
+        ["alice@example.com", "analyst"],
+        ["bob@example.com", ""],
+      ],
+    });
   });
 
   it("after the operator gives that user a role, the agent's next turn sees it", async () => {
     expect(text(await call(admin, "assign_role_to_user", { user_id: "bob@example.com", role_name: "analyst" }))).toBe('Role "analyst" assigned to user "bob@example.com".');
     const turn = await agentTurn("bob@example.com");
     expect(turn.role).toBe("analyst");
-    expect(turn.tools.map((t) => [t.service_name, t.name])).toEqual([["tickets", "search"], ["wiki", "search"]]);
+    expect(turn.tools.map((t) => [t.service_name, t.name])).toEqual([
+      ["tickets", "search"],
+      ["wiki", "search"],
+    ]);
 
     // Detaching the tickets search leaves only the wiki one.
     expect(text(await call(admin, "detach_role_from_tool", { tool_id: 3, role_name: "analyst" }))).toBe('Role "analyst" detached from tool 3 ("search" of service "tickets").');
-    expect(text(await call(admin, "detach_role_from_tool", { tool_id: 3, role_name: "analyst" }))).toBe('Role "analyst" was not attached to tool 3 ("search" of service "tickets").');
+    expect(text(await call(admin, "detach_role_from_tool", { tool_id: 3, role_name: "analyst" }))).toBe(
+      'Role "analyst" was not attached to tool 3 ("search" of service "tickets").',
+    );
     expect((await agentTurn("bob@example.com")).tools).toEqual([{ id: 1, name: "search", description: "Search the wiki", service_name: "wiki" }]);
 
     // Removing the role leaves both users without one: the agent falls back to no prompt and no tools.

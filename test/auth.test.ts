@@ -7,7 +7,20 @@ import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprot
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sealUserToken } from "../features/credentials/credentials.ts";
-import { call, connectClient, ENGINE, freePort, freshDatabase, spawnUntil, startTestMcpServer, startTestRegistry, type TestRegistry, tempDir, TEST_SECRET, text } from "./helpers.ts";
+import {
+  call,
+  connectClient,
+  ENGINE,
+  freePort,
+  freshDatabase,
+  spawnUntil,
+  startTestMcpServer,
+  startTestRegistry,
+  type TestRegistry,
+  tempDir,
+  TEST_SECRET,
+  text,
+} from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";
 const AGENT = "agent-key-0123456789abcdef";
@@ -44,7 +57,9 @@ function rawRequest(base: string, method: string, path: string, body: string | n
     const req = request({ host: url.hostname, port: url.port, method, path, headers }, (res) => {
       let data = "";
       res.setEncoding("utf8");
-      res.on("data", (d: string) => { data += d; });
+      res.on("data", (d: string) => {
+        data += d;
+      });
       res.on("end", () => resolve({ status: res.statusCode!, body: JSON.parse(data) }));
     });
     req.on("error", reject);
@@ -189,11 +204,18 @@ describe("user credentials", () => {
 
     it.each([
       ["an unknown service", { service_name: "nope", user_id: "fred", token: "t" }, 'Cannot store the token of user "fred" for service "nope": no such service'],
-      ["a service without authorization", { service_name: "open", user_id: "fred", token: "t" },
-        'Cannot store the token of user "fred" for service "open": the service does not require authorization'],
+      [
+        "a service without authorization",
+        { service_name: "open", user_id: "fred", token: "t" },
+        'Cannot store the token of user "fred" for service "open": the service does not require authorization',
+      ],
       ["an empty token", { service_name: "secure", user_id: "fred", token: "   " }, "Cannot authorize user to service: token: must not be empty"],
       ["a token over 8 KiB", { service_name: "secure", user_id: "fred", token: "é".repeat(4097) }, "Cannot authorize user to service: token: must be at most 8192 bytes"],
-      ["a token with control characters", { service_name: "secure", user_id: "fred", token: "a\nb" }, "Cannot authorize user to service: token: must not contain control characters"],
+      [
+        "a token with control characters",
+        { service_name: "secure", user_id: "fred", token: "a\nb" },
+        "Cannot authorize user to service: token: must not contain control characters",
+      ],
       ["a missing token", { service_name: "secure", user_id: "fred" }, "Cannot authorize user to service: token: is required"],
       ["an empty user", { service_name: "secure", user_id: "", token: "t" }, "Cannot authorize user to service: user_id: must not be empty"],
     ])("refuses %s and writes nothing", async (_, args, message) => {
@@ -246,8 +268,12 @@ describe("user credentials", () => {
     const ask = { service_name: "secure", user_id: "hank" };
     const first = await reg.http("/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(ask), key: AGENT });
     expect(first.status).toBe(401);
-    expect(await first.json()).toEqual({ error: { code: "token_missing",
-      message: 'Cannot read the token of user "hank" for service "secure": no token is stored; ask the user for it and call authorize_user_to_service' } });
+    expect(await first.json()).toEqual({
+      error: {
+        code: "token_missing",
+        message: 'Cannot read the token of user "hank" for service "secure": no token is stored; ask the user for it and call authorize_user_to_service',
+      },
+    });
     // The agent asks the user, who gives a token; the agent stores it.
     const stored = await call(agent, "authorize_user_to_service", { ...ask, token: "hank-secret-42" });
     expect(text(stored)).toBe('Token stored for user "hank" on service "secure". Please repeat your original request.');
@@ -299,21 +325,33 @@ describe("user credentials", () => {
     await authorize("kate", "basic", "kate-basic");
     const { users, services, userTokens } = reg.ctx.tables;
     const rowOf = async (user: string, service: string) => {
-      const [row] = await reg.ctx.db.select({ userId: userTokens.userId, serviceId: userTokens.serviceId, ciphertext: userTokens.ciphertext }).from(userTokens)
-        .innerJoin(users, eq(users.id, userTokens.userId)).innerJoin(services, eq(services.id, userTokens.serviceId))
+      const [row] = await reg.ctx.db
+        .select({ userId: userTokens.userId, serviceId: userTokens.serviceId, ciphertext: userTokens.ciphertext })
+        .from(userTokens)
+        .innerJoin(users, eq(users.id, userTokens.userId))
+        .innerJoin(services, eq(services.id, userTokens.serviceId))
         .where(and(eq(users.userId, user), eq(services.name, service)));
       return row;
     };
     const jack = await rowOf("jack", "secure");
     // Jack's ciphertext into Kate's row of the same service, and into Kate's row of another service.
     for (const target of [await rowOf("kate", "secure"), await rowOf("kate", "basic")]) {
-      await reg.ctx.db.update(userTokens).set({ ciphertext: jack.ciphertext })
+      await reg.ctx.db
+        .update(userTokens)
+        .set({ ciphertext: jack.ciphertext })
         .where(and(eq(userTokens.userId, target.userId), eq(userTokens.serviceId, target.serviceId)));
     }
     for (const service of ["secure", "basic"]) {
       const r = await VARIANTS["GET with a JSON body"](reg, { service_name: service, user_id: "kate" });
-      expect(r).toEqual({ status: 401, body: { error: { code: "token_missing",
-        message: `Cannot read the token of user "kate" for service "${service}": the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service` } } });
+      expect(r).toEqual({
+        status: 401,
+        body: {
+          error: {
+            code: "token_missing",
+            message: `Cannot read the token of user "kate" for service "${service}": the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service`,
+          },
+        },
+      });
     }
     expect(reg.logs.join("\n")).not.toContain("Internal error");
     expect((await VARIANTS["GET with a JSON body"](reg, { service_name: "secure", user_id: "jack" })).body.token).toBe("jack-token");
@@ -348,7 +386,14 @@ async function persistentDatabase(): Promise<{ url: string; dir: string; drop():
   const removeDir = async () => rmSync(dir, { recursive: true, force: true });
   if (ENGINE === "postgres") {
     const db = await freshDatabase();
-    return { url: db.url, dir, drop: async () => { await db.drop(); await removeDir(); } };
+    return {
+      url: db.url,
+      dir,
+      drop: async () => {
+        await db.drop();
+        await removeDir();
+      },
+    };
   }
   return { url: `file:${join(dir, "r.db")}`, dir, drop: removeDir };
 }

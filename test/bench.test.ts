@@ -23,8 +23,19 @@ describe("npm run bench -- --quick", () => {
     const results = JSON.parse(readFileSync(out, "utf8")) as Results;
     expect(results.engine).toBe(ENGINE);
     const names = results.scenarios.map((s) => s.name);
-    for (const name of ["bare Hono JSON route", "bare SDK tools/call", "GET /health", "GET /token", "POST /role_for_user", "POST /tools_for_role",
-      "GET /list_services", "MCP tools/call get_tools", "MCP tools/list", "add_service (server-everything)", "remove_service"]) {
+    for (const name of [
+      "bare Hono JSON route",
+      "bare SDK tools/call",
+      "GET /health",
+      "GET /token",
+      "POST /role_for_user",
+      "POST /tools_for_role",
+      "GET /list_services",
+      "MCP tools/call get_tools",
+      "MCP tools/list",
+      "add_service (server-everything)",
+      "remove_service",
+    ]) {
       expect(names).toContain(name);
     }
     for (const s of results.scenarios) {

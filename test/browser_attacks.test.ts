@@ -17,7 +17,9 @@ function raw(port: number, method: string, path: string, headers: Record<string,
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", port, method, path, headers: { "content-type": "application/json", ...headers } }, (res) => {
       let text = "";
-      res.on("data", (d) => { text += d; });
+      res.on("data", (d) => {
+        text += d;
+      });
       res.on("end", () => resolve({ status: res.statusCode!, body: text }));
     });
     req.on("error", reject);
@@ -37,7 +39,9 @@ describe("hostile browser pages", () => {
       startTestMcpServer({ setup: (s) => s.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] })) }),
     ]);
     const c = await reg.client();
-    expect((await call(c, "add_service", { service_name: "wiki", endpoint: server.url, description: "Wiki", requires_authorization: true, method_authorization: "Bearer" })).isError).toBeFalsy();
+    expect(
+      (await call(c, "add_service", { service_name: "wiki", endpoint: server.url, description: "Wiki", requires_authorization: true, method_authorization: "Bearer" })).isError,
+    ).toBeFalsy();
     expect((await call(c, "authorize_user_to_service", { service_name: "wiki", user_id: "ann", token: "ann-secret" })).isError).toBeFalsy();
   });
   afterAll(async () => {
@@ -55,7 +59,9 @@ describe("hostile browser pages", () => {
     ])("a rebound Host name is refused on %s %s", async (method, path) => {
       const res = await raw(reg.port, method, path, { host: `rebind.example:${reg.port}` }, method === "POST" ? '{"user_id":"mallory"}' : "");
       expect(res.status).toBe(403);
-      expect(JSON.parse(res.body)).toEqual({ error: { code: "forbidden", message: `Host "rebind.example:${reg.port}" is not allowed: this registry answers only on loopback names (127.0.0.1, localhost, [::1])` } });
+      expect(JSON.parse(res.body)).toEqual({
+        error: { code: "forbidden", message: `Host "rebind.example:${reg.port}" is not allowed: this registry answers only on loopback names (127.0.0.1, localhost, [::1])` },
+      });
       expect(res.body).not.toContain("ann-secret");
     });
 
@@ -65,12 +71,15 @@ describe("hostile browser pages", () => {
       expect(JSON.parse(res.body)).toEqual({ token: "ann-secret", method_authorization: "Bearer" });
     });
 
-    it.each(["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost"])("a cross-site text/plain form with Origin %s is refused, nothing written", async (origin) => {
-      const res = await raw(reg.port, "POST", "/register_user", { host: own(), origin, "content-type": "text/plain" }, '{"user_id":"mallory","pad":"="}');
-      expect(res.status).toBe(403);
-      expect(JSON.parse(res.body).error.message).toBe(`Origin "${origin}" is not allowed: only the registry's own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser`);
-      expect(await users()).not.toContain("mallory");
-    });
+    it.each(["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost"])(
+      "a cross-site text/plain form with Origin %s is refused, nothing written",
+      async (origin) => {
+        const res = await raw(reg.port, "POST", "/register_user", { host: own(), origin, "content-type": "text/plain" }, '{"user_id":"mallory","pad":"="}');
+        expect(res.status).toBe(403);
+        expect(JSON.parse(res.body).error.message).toBe(`Origin "${origin}" is not allowed: only the registry's own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser`);
+        expect(await users()).not.toContain("mallory");
+      },
+    );
 
     it("a request another site started without Origin (Sec-Fetch-Site: cross-site) is refused", async () => {
       const res = await raw(reg.port, "GET", "/token?service_name=wiki&user_id=ann", { host: own(), "sec-fetch-site": "cross-site" });
@@ -105,9 +114,15 @@ describe("hostile browser pages", () => {
     let attackerPort = 0;
     beforeAll(async () => {
       // evil.test resolves to 127.0.0.1 inside this browser: what a rebinding DNS answer achieves.
-      browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: [...CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1",
-        // Chromium's own local-network protection would block this page before the registry sees it; other browsers have none.
-        "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessRespectPreflightResults"] });
+      browser = await chromium.launch({
+        executablePath: "/usr/bin/chromium",
+        args: [
+          ...CHROMIUM_ARGS,
+          "--host-resolver-rules=MAP evil.test 127.0.0.1",
+          // Chromium's own local-network protection would block this page before the registry sees it; other browsers have none.
+          "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessRespectPreflightResults",
+        ],
+      });
       // The attacker's own site, on another port: a form that posts JSON as text/plain to the registry.
       attacker = createServer((_req, res) => {
         res.setHeader("content-type", "text/html");

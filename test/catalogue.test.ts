@@ -91,7 +91,10 @@ describe("answers kept per catalogue generation follow every change (every engin
     await admin(reg, "refresh_service", { service_name: "svc" });
     expect(await toolsForRole(reg, "analyst")).toEqual([{ id: ids.alpha, name: "alpha", description: "Alpha v2", service_name: "svc" }]);
     const after = await getTools(reg, "svc");
-    expect(after.map((t) => [t.name, t.description, t.roles])).toEqual([["alpha", "Alpha v2", ["analyst"]], ["gamma", "Gamma v1", []]]);
+    expect(after.map((t) => [t.name, t.description, t.roles])).toEqual([
+      ["alpha", "Alpha v2", ["analyst"]],
+      ["gamma", "Gamma v1", []],
+    ]);
   });
 
   it("remove_service empties the role's tools and get_tools reports the service gone", async () => {

@@ -43,18 +43,20 @@ describe("loadConfig", () => {
     const admin = "admin-key-0123456789";
     const agent1 = "agent-key-0123456789";
     const agent2 = "agent-key-abcdefghij";
-    expect(loadConfig({
-      MCP_HOST: "0.0.0.0",
-      MCP_PORT: "9001",
-      DATABASE_URL: "sqlite:///./dev.db",
-      AGENT_REREAD_HOOK: "https://agents.example.com/reread",
-      REGISTRY_DISCOVERY_TIMEOUT: "2.5",
-      REGISTRY_ADMIN_KEYS: admin,
-      REGISTRY_AGENT_KEYS: ` ${agent1} , ${agent2},`,
-      REGISTRY_AUTH: "off",
-      REGISTRY_SQLITE_SYNC: "normal",
-      REGISTRY_SQLITE_BUSY_TIMEOUT: "0.5",
-    })).toMatchObject({
+    expect(
+      loadConfig({
+        MCP_HOST: "0.0.0.0",
+        MCP_PORT: "9001",
+        DATABASE_URL: "sqlite:///./dev.db",
+        AGENT_REREAD_HOOK: "https://agents.example.com/reread",
+        REGISTRY_DISCOVERY_TIMEOUT: "2.5",
+        REGISTRY_ADMIN_KEYS: admin,
+        REGISTRY_AGENT_KEYS: ` ${agent1} , ${agent2},`,
+        REGISTRY_AUTH: "off",
+        REGISTRY_SQLITE_SYNC: "normal",
+        REGISTRY_SQLITE_BUSY_TIMEOUT: "0.5",
+      }),
+    ).toMatchObject({
       host: "0.0.0.0",
       port: 9001,
       databaseUrl: "file:./dev.db",
@@ -79,8 +81,10 @@ describe("loadConfig", () => {
   it("refuses an unsupported database, naming the supported forms and not echoing the URL", () => {
     const message = configError({ DATABASE_URL: "mysql://root:secret@db/registry" }).message;
     // As docs/configuration.md shows it.
-    expect(message).toBe('Invalid configuration: DATABASE_URL uses an unsupported database "mysql"; supported: SQLite (file:<path>, :memory:, ' +
-      "sqlite:///<path>), remote libSQL (libsql://, http(s)://) and PostgreSQL (postgres://)");
+    expect(message).toBe(
+      'Invalid configuration: DATABASE_URL uses an unsupported database "mysql"; supported: SQLite (file:<path>, :memory:, ' +
+        "sqlite:///<path>), remote libSQL (libsql://, http(s)://) and PostgreSQL (postgres://)",
+    );
     expect(message).not.toContain("secret");
   });
 
@@ -90,8 +94,14 @@ describe("loadConfig", () => {
     [{ REGISTRY_DISCOVERY_TIMEOUT: "ten" }, 'Invalid configuration: REGISTRY_DISCOVERY_TIMEOUT must be a number of seconds (got "ten")'],
     [{ REGISTRY_DISCOVERY_TIMEOUT: "601" }, 'Invalid configuration: REGISTRY_DISCOVERY_TIMEOUT must be at most 600 seconds (got "601")'],
     [{ REGISTRY_AUTH: "maybe" }, 'Invalid configuration: REGISTRY_AUTH must be "on" or "off" (got "maybe")'],
-    [{ REGISTRY_ALLOWED_ORIGINS: "console.example.com" }, 'Invalid configuration: REGISTRY_ALLOWED_ORIGINS must hold origins like https://console.example.com (scheme, host and port only) (got "console.example.com")'],
-    [{ REGISTRY_ALLOWED_ORIGINS: "https://a.example/path" }, 'Invalid configuration: REGISTRY_ALLOWED_ORIGINS must hold origins like https://console.example.com (scheme, host and port only) (got "https://a.example/path")'],
+    [
+      { REGISTRY_ALLOWED_ORIGINS: "console.example.com" },
+      'Invalid configuration: REGISTRY_ALLOWED_ORIGINS must hold origins like https://console.example.com (scheme, host and port only) (got "console.example.com")',
+    ],
+    [
+      { REGISTRY_ALLOWED_ORIGINS: "https://a.example/path" },
+      'Invalid configuration: REGISTRY_ALLOWED_ORIGINS must hold origins like https://console.example.com (scheme, host and port only) (got "https://a.example/path")',
+    ],
     [{ REGISTRY_AUDIT_RETENTION_DAYS: "-1" }, 'Invalid configuration: REGISTRY_AUDIT_RETENTION_DAYS must be a whole number (got "-1")'],
     [{ REGISTRY_MAX_TOOLS: "0" }, 'Invalid configuration: REGISTRY_MAX_TOOLS must be at least 1 (got "0")'],
     [{ REGISTRY_SQLITE_SYNC: "off" }, 'Invalid configuration: REGISTRY_SQLITE_SYNC must be "full" or "normal" (got "off")'],
@@ -166,24 +176,26 @@ describe("readDotEnv", () => {
   }
 
   it("parses plain, quoted, exported and commented lines", () => {
-    const env = dotEnv([
-      "# a comment line",
-      "MCP_PORT=9000",
-      "  MCP_HOST = 127.0.0.2  ",
-      "export DATABASE_URL=file:/tmp/r.db",
-      'AGENT_REREAD_HOOK="http://127.0.0.1:9999/reread?a=1&b=2"',
-      "SINGLE='value with # inside'",
-      'DOUBLE="value with # inside"',
-      'QUOTED_THEN_COMMENT="kept" # dropped',
-      "PLAIN_THEN_COMMENT=kept # dropped",
-      "HASH_IN_WORD=a#b",
-      "EMPTY=",
-      "EQUALS=a=b=c",
-      "not a variable line",
-      "   # indented comment",
-      "WINDOWS=crlf\r",
-      "",
-    ].join("\n"));
+    const env = dotEnv(
+      [
+        "# a comment line",
+        "MCP_PORT=9000",
+        "  MCP_HOST = 127.0.0.2  ",
+        "export DATABASE_URL=file:/tmp/r.db",
+        'AGENT_REREAD_HOOK="http://127.0.0.1:9999/reread?a=1&b=2"',
+        "SINGLE='value with # inside'",
+        'DOUBLE="value with # inside"',
+        'QUOTED_THEN_COMMENT="kept" # dropped',
+        "PLAIN_THEN_COMMENT=kept # dropped",
+        "HASH_IN_WORD=a#b",
+        "EMPTY=",
+        "EQUALS=a=b=c",
+        "not a variable line",
+        "   # indented comment",
+        "WINDOWS=crlf\r",
+        "",
+      ].join("\n"),
+    );
     expect(env).toEqual({
       MCP_PORT: "9000",
       MCP_HOST: "127.0.0.2",
@@ -213,14 +225,16 @@ describe("readDotEnv", () => {
 
   // The example of docs/configuration.md, verbatim.
   it("feeds loadConfig (the documented example)", () => {
-    const env = dotEnv([
-      "# .env",
-      "MCP_PORT=9100",
-      "DATABASE_URL=sqlite:///./dev.db   # the predecessor's form still works",
-      'export AGENT_REREAD_HOOK="http://127.0.0.1:9000/reread"',
-      "REGISTRY_DISCOVERY_TIMEOUT='3'",
-      "",
-    ].join("\n"));
+    const env = dotEnv(
+      [
+        "# .env",
+        "MCP_PORT=9100",
+        "DATABASE_URL=sqlite:///./dev.db   # the predecessor's form still works",
+        'export AGENT_REREAD_HOOK="http://127.0.0.1:9000/reread"',
+        "REGISTRY_DISCOVERY_TIMEOUT='3'",
+        "",
+      ].join("\n"),
+    );
     expect(loadConfig(env)).toMatchObject({ port: 9100, databaseUrl: "file:./dev.db", rereadHook: "http://127.0.0.1:9000/reread", discoveryTimeoutMs: 3000 });
   });
 });

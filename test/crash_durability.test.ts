@@ -57,9 +57,9 @@ describe("a registry killed during a burst of writes", () => {
     for (let i = 0; i < REVOKED; i++) await tool(first.url, "authorize_user_to_service", { service_name: "wiki", user_id: `old-${i}`, token: `old-tok-${i}` });
 
     // The burst: new users with their token (user and token in one transaction) and revocations, 8 at a time.
-    const ops = [...Array(400).keys()].map((i) => (i % 4 === 3 && i / 4 < REVOKED
-      ? { kind: "revoke" as const, user: `old-${Math.floor(i / 4)}` }
-      : { kind: "store" as const, user: `new-${i}`, token: `new-tok-${i}` }));
+    const ops = [...Array(400).keys()].map((i) =>
+      i % 4 === 3 && i / 4 < REVOKED ? { kind: "revoke" as const, user: `old-${Math.floor(i / 4)}` } : { kind: "store" as const, user: `new-${i}`, token: `new-tok-${i}` },
+    );
     const acked: typeof ops = [];
     let next = 0;
     let killed = false;
@@ -82,7 +82,9 @@ describe("a registry killed during a burst of writes", () => {
           if (op.kind === "store") await tool(first.url, "authorize_user_to_service", { service_name: "wiki", user_id: op.user, token: op.token });
           else await tool(first.url, "revoke_user_token", { service_name: "wiki", user_id: op.user });
           acked.push(op);
-        } catch { /* unacknowledged: killed mid-request */ }
+        } catch {
+          /* unacknowledged: killed mid-request */
+        }
         if (acked.length >= 60 && !killed) {
           killed = true;
           process.kill(-first.proc.pid!, "SIGKILL");
@@ -103,15 +105,22 @@ describe("a registry killed during a burst of writes", () => {
         return { status: res.status, body: await res.json() };
       };
       for (const op of acked) {
-        if (op.kind === "store") expect(await token(op.user), `acknowledged token of ${op.user}`).toEqual({ status: 200, body: { token: op.token, method_authorization: "Bearer" } });
+        if (op.kind === "store")
+          expect(await token(op.user), `acknowledged token of ${op.user}`).toEqual({ status: 200, body: { token: op.token, method_authorization: "Bearer" } });
         else expect((await token(op.user)).status, `acknowledged revocation of ${op.user}`).toBe(401);
       }
       const listed = new Set(userIds(await (await fetch(`${again.url}/list_users`)).json()));
-      expect(otherAcked.filter((u) => !listed.has(u)), "the other instance's acknowledged users").toEqual([]);
+      expect(
+        otherAcked.filter((u) => !listed.has(u)),
+        "the other instance's acknowledged users",
+      ).toEqual([]);
       // Unacknowledged stores are all or nothing: a user they created always has its token.
       for (const user of [...listed].filter((u) => u.startsWith("new-"))) {
         const op = ops.find((o) => o.user === user)!;
-        expect(await token(user), `the user ${user} exists only with its token`).toEqual({ status: 200, body: { token: (op as { token: string }).token, method_authorization: "Bearer" } });
+        expect(await token(user), `the user ${user} exists only with its token`).toEqual({
+          status: 200,
+          body: { token: (op as { token: string }).token, method_authorization: "Bearer" },
+        });
       }
       expect(again.output()).not.toMatch(/Internal error|cannot be decrypted/);
     } finally {

@@ -145,7 +145,14 @@ describe("REGISTRY_SECRET configuration", () => {
     const env = { REGISTRY_SECRET: b64(B), [name]: value };
     expect(() => loadConfig(env)).toThrow(ConfigError);
     // The whole message, so the value is certainly not in it.
-    const message = (() => { try { loadConfig(env); return ""; } catch (err) { return (err as Error).message; } })();
+    const message = (() => {
+      try {
+        loadConfig(env);
+        return "";
+      } catch (err) {
+        return (err as Error).message;
+      }
+    })();
     expect(message).toBe(`Invalid configuration: ${name} must be 32 bytes encoded in base64 (openssl rand -base64 32)`);
   });
 

@@ -12,8 +12,18 @@ import { discoverService, FALLBACK_DESCRIPTION } from "../features/services/disc
 import { call, catalogue, connectClient, freePort, type Spawned, startEverything, startTestMcpServer, startTestRegistry, type TestRegistry, tempDir, text } from "./helpers.ts";
 
 const EVERYTHING_TOOLS = [
-  "echo", "get-annotated-message", "get-env", "get-resource-links", "get-resource-reference", "get-structured-content", "get-sum",
-  "get-tiny-image", "gzip-file-as-resource", "toggle-simulated-logging", "toggle-subscriber-updates", "trigger-long-running-operation",
+  "echo",
+  "get-annotated-message",
+  "get-env",
+  "get-resource-links",
+  "get-resource-reference",
+  "get-structured-content",
+  "get-sum",
+  "get-tiny-image",
+  "gzip-file-as-resource",
+  "toggle-simulated-logging",
+  "toggle-subscriber-updates",
+  "trigger-long-running-operation",
   "simulate-research-query",
 ];
 
@@ -21,18 +31,29 @@ const EVERYTHING_TOOLS = [
 async function bareListTools(url: string, transport: "streamable_http" | "sse"): Promise<Tool[]> {
   if (transport === "streamable_http") {
     const client = await connectClient(url);
-    try { return (await client.listTools()).tools; } finally { await client.close(); }
+    try {
+      return (await client.listTools()).tools;
+    } finally {
+      await client.close();
+    }
   }
   const client = new Client({ name: "bare", version: "1.0.0" });
   await client.connect(new SSEClientTransport(new URL(url)));
-  try { return (await client.listTools()).tools; } finally { await client.close(); }
+  try {
+    return (await client.listTools()).tools;
+  } finally {
+    await client.close();
+  }
 }
 
 /** The stored tool rows of a service, straight from the database. */
 async function storedTools(reg: TestRegistry, service: string) {
   const { tools, services } = reg.ctx.tables;
-  return reg.ctx.db.select({ name: tools.name, inputSchema: tools.inputSchema, description: tools.description })
-    .from(tools).innerJoin(services, eq(services.id, tools.serviceId)).where(eq(services.name, service));
+  return reg.ctx.db
+    .select({ name: tools.name, inputSchema: tools.inputSchema, description: tools.description })
+    .from(tools)
+    .innerJoin(services, eq(services.id, tools.serviceId))
+    .where(eq(services.name, service));
 }
 
 /** A tools/list result with one trivial tool. */
@@ -133,7 +154,11 @@ async function startSseOnlyServer(): Promise<{ url: string; stop(): Promise<void
   const { port } = http.address() as { port: number };
   return {
     url: `http://127.0.0.1:${port}/events`,
-    stop: () => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }),
+    stop: () =>
+      new Promise<void>((r) => {
+        http.close(() => r());
+        http.closeAllConnections();
+      }),
   };
 }
 
@@ -188,22 +213,25 @@ describe("description sources", () => {
     servers.push(s);
     return s;
   }
-  const withResource = () => server({
-    capabilities: { tools: {}, resources: {} },
-    instructions: "These instructions lose to the resource.",
-    setup(mcp) {
-      mcp.setRequestHandler(ListToolsRequestSchema, () => oneTool());
-      mcp.setRequestHandler(ListResourcesRequestSchema, () => ({
-        resources: [
-          { uri: "docs://readme", name: "readme" },
-          { uri: "docs://service_description", name: "service_description", mimeType: "text/plain" },
-        ],
-      }));
-      mcp.setRequestHandler(ReadResourceRequestSchema, (req) => ({
-        contents: [{ uri: req.params.uri, mimeType: "text/plain", text: req.params.uri === "docs://service_description" ? "Weather forecasts for any city.\n" : "wrong resource" }],
-      }));
-    },
-  });
+  const withResource = () =>
+    server({
+      capabilities: { tools: {}, resources: {} },
+      instructions: "These instructions lose to the resource.",
+      setup(mcp) {
+        mcp.setRequestHandler(ListToolsRequestSchema, () => oneTool());
+        mcp.setRequestHandler(ListResourcesRequestSchema, () => ({
+          resources: [
+            { uri: "docs://readme", name: "readme" },
+            { uri: "docs://service_description", name: "service_description", mimeType: "text/plain" },
+          ],
+        }));
+        mcp.setRequestHandler(ReadResourceRequestSchema, (req) => ({
+          contents: [
+            { uri: req.params.uri, mimeType: "text/plain", text: req.params.uri === "docs://service_description" ? "Weather forecasts for any city.\n" : "wrong resource" },
+          ],
+        }));
+      },
+    });
   async function descriptionOf(name: string): Promise<string> {
     const list = (await call(await reg.client(), "list_services")).structuredContent as { services: { service_name: string; description: string }[] };
     return list.services.find((s) => s.service_name === name)!.description;
@@ -244,7 +272,9 @@ describe("description sources", () => {
       setup(mcp) {
         mcp.setRequestHandler(ListToolsRequestSchema, () => oneTool());
         mcp.setRequestHandler(ListResourcesRequestSchema, () => ({ resources: [{ uri: "docs://service_description", name: "service_description" }] }));
-        mcp.setRequestHandler(ReadResourceRequestSchema, () => { throw new Error("disk on fire"); });
+        mcp.setRequestHandler(ReadResourceRequestSchema, () => {
+          throw new Error("disk on fire");
+        });
       },
     });
     const r = await call(await reg.client(), "add_service", { service_name: "broken-resource", endpoint: s.url, description: "" });
@@ -306,10 +336,11 @@ describe("misbehaving tool lists", () => {
 
   it("refuses a server that lists a tool name twice, writing nothing", async () => {
     const s = await startTestMcpServer({
-      setup: (mcp) => mcp.setRequestHandler(ListToolsRequestSchema, (req) => ({
-        tools: [{ name: "twice", inputSchema: { type: "object" as const } }],
-        ...(req.params?.cursor ? {} : { nextCursor: "page-2" }),
-      })),
+      setup: (mcp) =>
+        mcp.setRequestHandler(ListToolsRequestSchema, (req) => ({
+          tools: [{ name: "twice", inputSchema: { type: "object" as const } }],
+          ...(req.params?.cursor ? {} : { nextCursor: "page-2" }),
+        })),
     });
     servers.push(s);
     const before = await catalogue(reg);
@@ -322,11 +353,12 @@ describe("misbehaving tool lists", () => {
   it("stops reading when the server repeats a cursor", async () => {
     const pages: (string | undefined)[] = [];
     const s = await startTestMcpServer({
-      setup: (mcp) => mcp.setRequestHandler(ListToolsRequestSchema, (req) => {
-        pages.push(req.params?.cursor);
-        // Every page after the first answers with the same cursor again.
-        return { tools: [{ name: req.params?.cursor ? "second" : "first", inputSchema: { type: "object" as const } }], nextCursor: "again" };
-      }),
+      setup: (mcp) =>
+        mcp.setRequestHandler(ListToolsRequestSchema, (req) => {
+          pages.push(req.params?.cursor);
+          // Every page after the first answers with the same cursor again.
+          return { tools: [{ name: req.params?.cursor ? "second" : "first", inputSchema: { type: "object" as const } }], nextCursor: "again" };
+        }),
     });
     servers.push(s);
     const r = await call(await reg.client(), "add_service", { service_name: "loop", endpoint: s.url, description: "" });

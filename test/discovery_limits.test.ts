@@ -29,10 +29,11 @@ async function listingServer(list: (cursor: string | undefined) => { tools: Tool
   const seen = { pages: [] as (string | undefined)[] };
   const server = await startTestMcpServer({
     instructions: opts.instructions,
-    setup: (mcp: Server) => mcp.setRequestHandler(ListToolsRequestSchema, (req) => {
-      seen.pages.push(req.params?.cursor);
-      return list(req.params?.cursor);
-    }),
+    setup: (mcp: Server) =>
+      mcp.setRequestHandler(ListToolsRequestSchema, (req) => {
+        seen.pages.push(req.params?.cursor);
+        return list(req.params?.cursor);
+      }),
   });
   return Object.assign(server, seen);
 }
@@ -57,7 +58,6 @@ async function bareList(url: string, maxPages = 20): Promise<{ tools: Tool[]; pa
     await client.close();
   }
 }
-
 
 /** add_service expecting a refusal: nothing written (no service, no tool), and the refused call is in the audit trail. */
 async function refusedAdd(reg: TestRegistry, args: Record<string, unknown>): Promise<string> {
@@ -118,8 +118,9 @@ describe("limits on what a service may bring", () => {
   it("refuses more tools than REGISTRY_MAX_TOOLS in one page, and accepts exactly the limit", async () => {
     const s = await serve(() => ({ tools: manyTools(11) }));
     expect((await bareList(s.url)).tools).toHaveLength(11);
-    expect(await refusedAdd(reg, { service_name: "crowded", endpoint: s.url, description: "" }))
-      .toBe(`Cannot add service "crowded": the MCP service at "${s.url}" lists more than 10 tools (REGISTRY_MAX_TOOLS)`);
+    expect(await refusedAdd(reg, { service_name: "crowded", endpoint: s.url, description: "" })).toBe(
+      `Cannot add service "crowded": the MCP service at "${s.url}" lists more than 10 tools (REGISTRY_MAX_TOOLS)`,
+    );
 
     const full = await serve(() => ({ tools: manyTools(10) }));
     expect(text(await ok(reg, "add_service", { service_name: "full", endpoint: full.url, description: "" }))).toBe('Service "full" added with 10 tools.');
@@ -130,8 +131,9 @@ describe("limits on what a service may bring", () => {
     // The bulk sits in _meta, which the registry would not even keep.
     const s = await serve(() => ({ tools: [tool("bulky", { _meta: { padding: "x".repeat(1_000_000) } })] }));
     expect((await bareList(s.url)).bytes).toBeGreaterThan(1_000_000);
-    expect(await refusedAdd(reg, { service_name: "bulky", endpoint: s.url, description: "" }))
-      .toBe(`Cannot add service "bulky": the MCP service at "${s.url}" answered with more than 65536 bytes (REGISTRY_MAX_DISCOVERY_BYTES)`);
+    expect(await refusedAdd(reg, { service_name: "bulky", endpoint: s.url, description: "" })).toBe(
+      `Cannot add service "bulky": the MCP service at "${s.url}" answered with more than 65536 bytes (REGISTRY_MAX_DISCOVERY_BYTES)`,
+    );
   });
 
   it("refuses more pages than REGISTRY_MAX_DISCOVERY_PAGES (an endless nextCursor), reading exactly the limit; accepts exactly the limit", async () => {
@@ -139,8 +141,9 @@ describe("limits on what a service may bring", () => {
     const endless = await serve(() => ({ tools: [tool(`page-${served}`)], nextCursor: `cursor-${++served}` }));
     expect((await bareList(endless.url, 20)).pages).toBe(20);
     endless.pages.length = 0;
-    expect(await refusedAdd(reg, { service_name: "endless", endpoint: endless.url, description: "" }))
-      .toBe(`Cannot add service "endless": the MCP service at "${endless.url}" lists tools on more than 3 pages (REGISTRY_MAX_DISCOVERY_PAGES)`);
+    expect(await refusedAdd(reg, { service_name: "endless", endpoint: endless.url, description: "" })).toBe(
+      `Cannot add service "endless": the MCP service at "${endless.url}" lists tools on more than 3 pages (REGISTRY_MAX_DISCOVERY_PAGES)`,
+    );
     expect(endless.pages).toHaveLength(3);
 
     const three = await serve((cursor) => {
@@ -153,20 +156,22 @@ describe("limits on what a service may bring", () => {
 
   it("refuses tool definitions over REGISTRY_MAX_CATALOGUE_BYTES in all, though every field and answer is within its own limit", async () => {
     // 9 tools of about 8 KB each (every field just under its limit), 3 to a page of about 25 KB: 72 KB in all.
-    const big = (name: string) => tool(name, {
-      title: "t".repeat(1000),
-      description: "d".repeat(1000),
-      inputSchema: { type: "object", description: "i".repeat(1990) },
-      outputSchema: { type: "object", description: "o".repeat(1990) },
-      annotations: { title: "a".repeat(1990) },
-    });
+    const big = (name: string) =>
+      tool(name, {
+        title: "t".repeat(1000),
+        description: "d".repeat(1000),
+        inputSchema: { type: "object", description: "i".repeat(1990) },
+        outputSchema: { type: "object", description: "o".repeat(1990) },
+        annotations: { title: "a".repeat(1990) },
+      });
     const s = await serve((cursor) => {
       const page = Number(cursor ?? 0);
       return { tools: [0, 1, 2].map((i) => big(`big-${page * 3 + i}`)), ...(page < 2 ? { nextCursor: String(page + 1) } : {}) };
     });
     expect((await bareList(s.url)).tools).toHaveLength(9);
-    expect(await refusedAdd(reg, { service_name: "big", endpoint: s.url, description: "" }))
-      .toBe(`Cannot add service "big": the MCP service at "${s.url}" lists tool definitions of more than 65536 bytes in all (REGISTRY_MAX_CATALOGUE_BYTES)`);
+    expect(await refusedAdd(reg, { service_name: "big", endpoint: s.url, description: "" })).toBe(
+      `Cannot add service "big": the MCP service at "${s.url}" lists tool definitions of more than 65536 bytes in all (REGISTRY_MAX_CATALOGUE_BYTES)`,
+    );
   });
 
   it("skips a tool with a huge description, title or schema with a reason, and stores the others", async () => {
@@ -185,12 +190,14 @@ describe("limits on what a service may bring", () => {
     }));
     expect((await bareList(s.url)).tools.map((t) => t.name)).toEqual(["fits", "wordy", "titled", "heavy-input", "heavy-output", "heavy-annotations"]);
     const r = await ok(reg, "add_service", { service_name: "fat", endpoint: s.url, description: "Fat tools" });
-    expect(text(r)).toBe('Service "fat" added with 1 tool; skipped 5: ' +
-      '"wordy" (description of more than 1024 bytes (REGISTRY_MAX_DESCRIPTION_BYTES)), ' +
-      '"titled" (title of more than 1024 bytes (REGISTRY_MAX_DESCRIPTION_BYTES)), ' +
-      '"heavy-input" (inputSchema of more than 2048 bytes (REGISTRY_MAX_SCHEMA_BYTES)), ' +
-      '"heavy-output" (outputSchema of more than 2048 bytes (REGISTRY_MAX_SCHEMA_BYTES)), ' +
-      '"heavy-annotations" (annotations of more than 2048 bytes (REGISTRY_MAX_SCHEMA_BYTES)).');
+    expect(text(r)).toBe(
+      'Service "fat" added with 1 tool; skipped 5: ' +
+        '"wordy" (description of more than 1024 bytes (REGISTRY_MAX_DESCRIPTION_BYTES)), ' +
+        '"titled" (title of more than 1024 bytes (REGISTRY_MAX_DESCRIPTION_BYTES)), ' +
+        '"heavy-input" (inputSchema of more than 2048 bytes (REGISTRY_MAX_SCHEMA_BYTES)), ' +
+        '"heavy-output" (outputSchema of more than 2048 bytes (REGISTRY_MAX_SCHEMA_BYTES)), ' +
+        '"heavy-annotations" (annotations of more than 2048 bytes (REGISTRY_MAX_SCHEMA_BYTES)).',
+    );
     expect((await toolsOf(reg, "fat")).map((t) => [t.name, t.description])).toEqual([["fits", "é".repeat(512)]]);
     await ok(reg, "remove_service", { service_name: "fat" });
   });
@@ -200,8 +207,9 @@ describe("limits on what a service may bring", () => {
     const bare = await connectClient(s.url);
     expect(bare.getInstructions()).toHaveLength(1025);
     await bare.close();
-    expect(await refusedAdd(reg, { service_name: "talkative", endpoint: s.url, description: "" }))
-      .toBe(`Cannot add service "talkative": the MCP service at "${s.url}" has a description of more than 1024 bytes (REGISTRY_MAX_DESCRIPTION_BYTES); give one with description`);
+    expect(await refusedAdd(reg, { service_name: "talkative", endpoint: s.url, description: "" })).toBe(
+      `Cannot add service "talkative": the MCP service at "${s.url}" has a description of more than 1024 bytes (REGISTRY_MAX_DESCRIPTION_BYTES); give one with description`,
+    );
     expect(text(await ok(reg, "add_service", { service_name: "talkative", endpoint: s.url, description: "Talks a lot" }))).toBe('Service "talkative" added with 1 tool.');
     await ok(reg, "remove_service", { service_name: "talkative" });
   });
@@ -222,8 +230,9 @@ describe("limits on what a service may bring", () => {
 
   it("still refuses a name listed twice, shown escaped", async () => {
     const s = await serve(() => ({ tools: [tool("a\u0000b"), tool("a\u0000b")] }));
-    expect(await refusedAdd(reg, { service_name: "twice", endpoint: s.url, description: "" }))
-      .toBe(`Cannot add service "twice": the MCP service at "${s.url}" lists tool "a\\u0000b" more than once`);
+    expect(await refusedAdd(reg, { service_name: "twice", endpoint: s.url, description: "" })).toBe(
+      `Cannot add service "twice": the MCP service at "${s.url}" lists tool "a\\u0000b" more than once`,
+    );
   });
 });
 
@@ -269,7 +278,8 @@ describe("an answer that never ends", () => {
   it("is cut off past REGISTRY_MAX_DISCOVERY_BYTES (default 8 MiB) and never read whole", async () => {
     // The server does send 50 MB to whoever reads it all.
     const res = await fetch(server.url, {
-      method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} }),
     });
     let read = 0;
@@ -299,8 +309,9 @@ describe("the issue's flood with the default limits", () => {
 
   it("refuses 50,000 tools in one page, naming REGISTRY_MAX_TOOLS (1000)", async () => {
     expect((await bareList(server.url)).tools).toHaveLength(50_000);
-    expect(await refusedAdd(reg, { service_name: "flood", endpoint: server.url, description: "" }))
-      .toBe(`Cannot add service "flood": the MCP service at "${server.url}" lists more than 1000 tools (REGISTRY_MAX_TOOLS)`);
+    expect(await refusedAdd(reg, { service_name: "flood", endpoint: server.url, description: "" })).toBe(
+      `Cannot add service "flood": the MCP service at "${server.url}" lists more than 1000 tools (REGISTRY_MAX_TOOLS)`,
+    );
   });
 });
 
@@ -328,7 +339,11 @@ describe("limits over the legacy SSE transport", () => {
     await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
     sse = {
       url: `http://127.0.0.1:${(http.address() as { port: number }).port}/sse`,
-      stop: () => new Promise<void>((r) => { http.close(() => r()); http.closeAllConnections(); }),
+      stop: () =>
+        new Promise<void>((r) => {
+          http.close(() => r());
+          http.closeAllConnections();
+        }),
     };
   });
   afterAll(async () => {
@@ -337,8 +352,9 @@ describe("limits over the legacy SSE transport", () => {
   });
 
   it("counts the SSE stream too: a 1 MB answer on it is refused at once, naming the limit", async () => {
-    expect(await refusedAdd(reg, { service_name: "sse-bulky", endpoint: sse.url, description: "" }))
-      .toBe(`Cannot add service "sse-bulky": the MCP service at "${sse.url}" answered with more than 65536 bytes (REGISTRY_MAX_DISCOVERY_BYTES)`);
+    expect(await refusedAdd(reg, { service_name: "sse-bulky", endpoint: sse.url, description: "" })).toBe(
+      `Cannot add service "sse-bulky": the MCP service at "${sse.url}" answered with more than 65536 bytes (REGISTRY_MAX_DISCOVERY_BYTES)`,
+    );
   });
 });
 
@@ -390,7 +406,10 @@ describe("a service that grows past a limit after it was added", () => {
     await checking.listTools();
     const r = await call(checking, "refresh_service", { service_name: "grower" });
     expect(r.isError, text(r)).toBeFalsy();
-    const skipped = [{ name: "tab\\tbed", reason: BAD_NAME }, { name: "\\u202eevil", reason: BAD_NAME }];
+    const skipped = [
+      { name: "tab\\tbed", reason: BAD_NAME },
+      { name: "\\u202eevil", reason: BAD_NAME },
+    ];
     expect(text(r)).toBe(`Service "grower" refreshed (3 tools): added "gamma"; skipped 2: "tab\\tbed" (${BAD_NAME}), "\\u202eevil" (${BAD_NAME}).`);
     expect(r.structuredContent).toEqual({ service_name: "grower", tools: 3, added: ["gamma"], removed: [], changed: [], skipped });
     expect(text(r)).not.toMatch(UNSAFE);
@@ -422,8 +441,9 @@ describe("a service that grows past a limit after it was added", () => {
     const endless = await listingServer(() => ({ tools: [tool(`p${n}`)], nextCursor: `c${++n}` }));
     const odd = await listingServer(() => ({ tools: [tool("alpha"), tool("beta"), tool("gamma"), tool("")] }));
     try {
-      expect(await fails(reg, "update_service", { service_name: "grower", endpoint: endless.url }))
-        .toBe(`Cannot update service "grower": the MCP service at "${endless.url}" lists tools on more than 3 pages (REGISTRY_MAX_DISCOVERY_PAGES)`);
+      expect(await fails(reg, "update_service", { service_name: "grower", endpoint: endless.url })).toBe(
+        `Cannot update service "grower": the MCP service at "${endless.url}" lists tools on more than 3 pages (REGISTRY_MAX_DISCOVERY_PAGES)`,
+      );
       const checking = await reg.client();
       await checking.listTools();
       const r = await call(checking, "update_service", { service_name: "grower", endpoint: odd.url });

@@ -12,7 +12,9 @@ const BASELINE = join(ROOT, "test/conformance-baseline.yml");
 
 /** The baseline's scenario names, each with the reason written after it. */
 function readBaseline(): { scenario: string; reason: string }[] {
-  const entries = readFileSync(BASELINE, "utf8").split("\n").filter((l) => /^\s+-\s/.test(l));
+  const entries = readFileSync(BASELINE, "utf8")
+    .split("\n")
+    .filter((l) => /^\s+-\s/.test(l));
   return entries.map((line) => {
     const m = /^\s+-\s+([\w-]+)\s+#\s*(\S.*)$/.exec(line);
     if (!m) throw new Error(`Baseline entry without a one-line reason: ${line.trim()}`);
@@ -27,7 +29,10 @@ function readResults(dir: string): Map<string, boolean> {
     const scenario = /^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/.exec(name)?.[1];
     if (!scenario || !existsSync(join(dir, name, "checks.json"))) continue;
     const checks = JSON.parse(readFileSync(join(dir, name, "checks.json"), "utf8")) as { status: string }[];
-    results.set(scenario, checks.some((c) => c.status === "FAILURE" || c.status === "WARNING"));
+    results.set(
+      scenario,
+      checks.some((c) => c.status === "FAILURE" || c.status === "WARNING"),
+    );
   }
   return results;
 }
@@ -44,9 +49,14 @@ describe("MCP conformance suite (server scenarios)", () => {
     expect(baseline.length).toBeGreaterThan(0);
     const out = tempDir();
     // The CLI needs a newer Node than 20; it runs under the Deno the project already ships.
-    const { code, output } = await runToExit(DENO, ["run", "-A", CONFORMANCE, "server", "--url", `${reg.url}/mcp`, "--expected-failures", BASELINE, "-o", out], { timeoutMs: 120_000 });
+    const { code, output } = await runToExit(DENO, ["run", "-A", CONFORMANCE, "server", "--url", `${reg.url}/mcp`, "--expected-failures", BASELINE, "-o", out], {
+      timeoutMs: 120_000,
+    });
     const results = readResults(out);
-    const failing = [...results].filter(([, failed]) => failed).map(([s]) => s).sort();
+    const failing = [...results]
+      .filter(([, failed]) => failed)
+      .map(([s]) => s)
+      .sort();
     // Unexpected failures and stale baseline entries both show up in this one comparison.
     expect(failing, output).toEqual(baseline.map((b) => b.scenario).sort());
     expect(code, output).toBe(0);
@@ -87,8 +97,18 @@ describe("MCP Inspector CLI", () => {
     const names = listed.tools.map((t) => t.name);
     expect(names).toEqual(expect.arrayContaining(["add_service", "list_services", "get_tools", "remove_service"]));
 
-    const added = await inspector("--method", "tools/call", "--tool-name", "add_service",
-      "--tool-arg", "service_name=everything", "--tool-arg", `endpoint=${everything.url}`, "--tool-arg", "description=Reference server");
+    const added = await inspector(
+      "--method",
+      "tools/call",
+      "--tool-name",
+      "add_service",
+      "--tool-arg",
+      "service_name=everything",
+      "--tool-arg",
+      `endpoint=${everything.url}`,
+      "--tool-arg",
+      "description=Reference server",
+    );
     expect(added.isError).toBeFalsy();
     expect(added.content).toEqual([{ type: "text", text: expect.stringMatching(/^Service "everything" added with \d+ tools\.$/) }]);
 

@@ -84,7 +84,9 @@ describe("service endpoints", () => {
     const r = await call(c, "refresh_service", { service_name: "local" });
     expect(text(r)).toBe('Cannot refresh service "local": the endpoint "/opt/servers/server.py" is not an http(s) URL; set one with update_service');
     expect(JSON.parse(text(await call(c, "get_service", { service_name: "local" })))).toMatchObject({
-      status: "unreachable", last_error: 'the endpoint "/opt/servers/server.py" is not an http(s) URL; set one with update_service', consecutive_failures: 1,
+      status: "unreachable",
+      last_error: 'the endpoint "/opt/servers/server.py" is not an http(s) URL; set one with update_service',
+      consecutive_failures: 1,
     });
     expect(reg.logs.join("\n")).not.toMatch(/Internal error/);
   });

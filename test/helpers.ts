@@ -66,7 +66,10 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
   const secret = ENGINE === "postgres" ? { REGISTRY_SECRET: TEST_SECRET } : {};
   const config: Config = loadConfig({ MCP_PORT: "0", ...secret, ...env, DATABASE_URL: fresh.url });
   const logs: string[] = [];
-  const registry = await startRegistry(config, createLog((line) => logs.push(line))).catch(async (err) => {
+  const registry = await startRegistry(
+    config,
+    createLog((line) => logs.push(line)),
+  ).catch(async (err) => {
     await fresh.drop();
     throw err;
   });
@@ -115,14 +118,28 @@ export function text(result: CallToolResult): string {
 export type Spawned = { url: string; port: number; proc: ChildProcess; output: () => string; stop(): Promise<void> };
 
 /** Spawns a process and waits until `ready` matches its output (stdout or stderr). */
-export async function spawnUntil(cmd: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; ready: RegExp; timeoutMs?: number }): Promise<{ proc: ChildProcess; output: () => string; stop(): Promise<void> }> {
+export async function spawnUntil(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; ready: RegExp; timeoutMs?: number },
+): Promise<{ proc: ChildProcess; output: () => string; stop(): Promise<void> }> {
   const proc = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const stop = async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise((r) => proc.once("exit", r));
-    try { process.kill(-proc.pid!, "SIGTERM"); } catch { /* gone */ }
-    const timer = setTimeout(() => { try { process.kill(-proc.pid!, "SIGKILL"); } catch { /* gone */ } }, 5000);
+    try {
+      process.kill(-proc.pid!, "SIGTERM");
+    } catch {
+      /* gone */
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-proc.pid!, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }, 5000);
     await exited;
     clearTimeout(timer);
   };
@@ -130,12 +147,21 @@ export async function spawnUntil(cmd: string, args: string[], opts: { env?: Reco
     const timer = setTimeout(() => reject(new Error(`${cmd} did not become ready:\n${out}`)), opts.timeoutMs ?? 20_000);
     const onData = (d: Buffer) => {
       out += d.toString();
-      if (opts.ready.test(out)) { clearTimeout(timer); resolve(); }
+      if (opts.ready.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
     };
     proc.stdout!.on("data", onData);
     proc.stderr!.on("data", onData);
-    proc.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${cmd} exited with ${code}:\n${out}`)); });
-  }).catch(async (e) => { await stop(); throw e; });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd} exited with ${code}:\n${out}`));
+    });
+  }).catch(async (e) => {
+    await stop();
+    throw e;
+  });
   return { proc, output: () => out, stop };
 }
 
@@ -153,7 +179,7 @@ export type TestServerOptions = {
   /** Called with a fresh low-level SDK Server per request: register handlers here. */
   setup(server: Server): void;
   instructions?: string;
-  capabilities?: ConstructorParameters<typeof Server>[1] extends infer O ? O extends { capabilities?: infer C } ? C : never : never;
+  capabilities?: ConstructorParameters<typeof Server>[1] extends infer O ? (O extends { capabilities?: infer C } ? C : never) : never;
   /** Runs before the MCP transport; return a Response to answer the request yourself. */
   intercept?(req: Request): Response | Promise<Response> | undefined;
 };
@@ -181,8 +207,14 @@ export async function startTestMcpServer(opts: TestServerOptions): Promise<{ url
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     port,
-    get requests() { return state.requests; },
-    stop: () => new Promise<void>((r) => { server.close(() => r()); (server as unknown as { closeAllConnections(): void }).closeAllConnections(); }),
+    get requests() {
+      return state.requests;
+    },
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        (server as unknown as { closeAllConnections(): void }).closeAllConnections();
+      }),
   };
 }
 
@@ -198,14 +230,28 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
 }
 
 /** Runs a process to its end and returns its exit code and combined output. */
-export async function runToExit(cmd: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; output: string }> {
+export async function runToExit(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; output: string }> {
   const proc = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
-  proc.stdout!.on("data", (d: Buffer) => { output += d.toString(); });
-  proc.stderr!.on("data", (d: Buffer) => { output += d.toString(); });
+  proc.stdout!.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  proc.stderr!.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { proc.kill("SIGKILL"); reject(new Error(`${cmd} did not exit:\n${output}`)); }, opts.timeoutMs ?? 20_000);
-    proc.once("close", (code) => { clearTimeout(timer); resolve({ code, output }); });
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`${cmd} did not exit:\n${output}`));
+    }, opts.timeoutMs ?? 20_000);
+    proc.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
   });
 }
 

@@ -19,7 +19,9 @@ const post = (body: string, key = ADMIN) => ({ method: "POST", key, headers: { "
 // One tools/call as a raw JSON-RPC request (the SDK client would refuse to send some of these).
 async function rpc(reg: TestRegistry, params: unknown, key = ADMIN) {
   const res = await reg.http("/mcp", {
-    method: "POST", key, headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+    method: "POST",
+    key,
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
     body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params }),
   });
   return { status: res.status, body: await res.json() };
@@ -51,7 +53,10 @@ describe("hostile input", () => {
         expect(body).toEqual({ jsonrpc: "2.0", id: 7, error: { code: -32602, message: "Invalid params: the message is nested more than 64 levels deep" } });
       }
       const refused = await waitFor(async () => ((await events("create_role")).length >= 2 ? events("create_role") : null), "the refused calls' events");
-      expect(refused!.map((e) => [e.actor.split(":")[0], e.outcome])).toEqual([["agent", "invalid_input"], ["admin", "invalid_input"]]);
+      expect(refused!.map((e) => [e.actor.split(":")[0], e.outcome])).toEqual([
+        ["agent", "invalid_input"],
+        ["admin", "invalid_input"],
+      ]);
       expect(JSON.parse(text(await call(await reg.client(ADMIN), "list_roles")))).toEqual([]);
     });
 
@@ -62,21 +67,37 @@ describe("hostile input", () => {
   });
 
   describe("tools/call arguments that are not an object", () => {
-    it.each([[null, "null"], [[1, 2], "an array"], ["role", "a string"], [5, "a number"]])("arguments %j: -32602 naming the tool, no raw validation dump", async (args, got) => {
+    it.each([
+      [null, "null"],
+      [[1, 2], "an array"],
+      ["role", "a string"],
+      [5, "a number"],
+    ])("arguments %j: -32602 naming the tool, no raw validation dump", async (args, got) => {
       const { body } = await rpc(reg, { name: "list_roles", arguments: args });
       expect(body).toEqual({ jsonrpc: "2.0", id: 7, error: { code: -32602, message: `Invalid params: the arguments of tool "list_roles" must be an object, not ${got}` } });
     });
 
     it("the same over stdio", async () => {
       const dir = tempDir();
-      const proc = spawn(process.execPath, ["--import", "tsx", "stdio.ts"], { cwd: ROOT, env: { ...process.env, DATABASE_URL: `file:${join(dir, "r.db")}` }, stdio: ["pipe", "pipe", "ignore"] });
+      const proc = spawn(process.execPath, ["--import", "tsx", "stdio.ts"], {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: `file:${join(dir, "r.db")}` },
+        stdio: ["pipe", "pipe", "ignore"],
+      });
       try {
         const answer = new Promise<string>((resolve) => {
           let out = "";
-          proc.stdout!.on("data", (d: Buffer) => { out += d; if (out.includes("\n")) resolve(out.split("\n")[0]); });
+          proc.stdout!.on("data", (d: Buffer) => {
+            out += d;
+            if (out.includes("\n")) resolve(out.split("\n")[0]);
+          });
         });
         proc.stdin!.write(`${JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "list_roles", arguments: null } })}\n`);
-        expect(JSON.parse(await answer)).toEqual({ jsonrpc: "2.0", id: 3, error: { code: -32602, message: 'Invalid params: the arguments of tool "list_roles" must be an object, not null' } });
+        expect(JSON.parse(await answer)).toEqual({
+          jsonrpc: "2.0",
+          id: 3,
+          error: { code: -32602, message: 'Invalid params: the arguments of tool "list_roles" must be an object, not null' },
+        });
       } finally {
         proc.kill();
       }
@@ -92,7 +113,10 @@ describe("hostile input", () => {
       ['"ann\\u0007"', "must not contain control characters"],
     ];
     it.each(cases)("user_id %s is refused by register_user and role_for_user, and nothing is recorded", async (id, reason) => {
-      for (const [path, action] of [["/register_user", "register user"], ["/role_for_user", "get role for user"]]) {
+      for (const [path, action] of [
+        ["/register_user", "register user"],
+        ["/role_for_user", "get role for user"],
+      ]) {
         const res = await reg.http(path, post(`{"user_id":${id}}`));
         expect(res.status).toBe(400);
         expect(await res.json()).toEqual({ error: { code: "invalid_input", message: `Cannot ${action}: user_id: ${reason}` } });
@@ -102,7 +126,7 @@ describe("hostile input", () => {
       expect(await users()).toEqual([]);
     });
 
-    it("/system_prompt_for_role refuses control characters like the other fields, and still accepts \"\"", async () => {
+    it('/system_prompt_for_role refuses control characters like the other fields, and still accepts ""', async () => {
       const bad = await reg.http("/system_prompt_for_role", post('{"role":"rea\\u0007der"}', AGENT));
       expect(bad.status).toBe(400);
       expect(await bad.json()).toEqual({ error: { code: "invalid_input", message: "Cannot get system prompt for role: role: must not contain control characters" } });

@@ -96,7 +96,9 @@ describe("npm run import", () => {
     expect(first.output).toContain('tool 8 "ghost" of service "gone": its service no longer exists');
     expect(first.output).toContain('attachment of tool 8 to role "analyst": the tool was not imported');
     // A local path was run as a subprocess by the predecessor: agents cannot use it, and a refresh could not reach it.
-    expect(first.output).toContain('service "local": its endpoint "/opt/servers/server.py" must be an http(s) URL (agents cannot call a local path or command); add it again with add_service at an http(s) URL');
+    expect(first.output).toContain(
+      'service "local": its endpoint "/opt/servers/server.py" must be an http(s) URL (agents cannot call a local path or command); add it again with add_service at an http(s) URL',
+    );
     expect(first.output).toContain('tool 9 "run" of service "local": its service was not imported');
     expect(first.output).toContain('role of user "carl": role 42 no longer exists; the user is imported without a role');
     expect(first.output).toContain('token of user "ann" for service "gone": the service no longer exists');
@@ -130,13 +132,18 @@ describe("npm run import", () => {
         { id: 3, name: "search", description: "Find a city", roles: ["analyst"] },
         { id: 5, name: "forecast", description: "Forecast for a city", roles: ["analyst"] },
       ]);
-      const post = async (path: string, body: unknown) => (await reg.http(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).json();
+      const post = async (path: string, body: unknown) =>
+        (await reg.http(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).json();
       expect(await post("/role_for_user", { user_id: "ann" })).toEqual({ role: "analyst" });
       expect(await post("/role_for_user", { user_id: "bob" })).toEqual({ role: "" });
       expect(await post("/role_for_user", { user_id: "carl" })).toEqual({ role: "" });
       expect(await post("/system_prompt_for_role", { role: "analyst" })).toEqual({ default_system_prompt: "You analyse weather and the web." });
       const tools = (await post("/tools_for_role", { role: "analyst" })) as { tools: { id: number; service_name: string }[] };
-      expect(tools.tools.map((t) => [t.id, t.service_name]).sort()).toEqual([[3, "weather"], [5, "weather"], [7, "search"]]);
+      expect(tools.tools.map((t) => [t.id, t.service_name]).sort()).toEqual([
+        [3, "weather"],
+        [5, "weather"],
+        [7, "search"],
+      ]);
       expect(await (await reg.http("/token?service_name=weather&user_id=ann")).json()).toEqual({ token: "ann-weather-token-1234", method_authorization: "Bearer" });
       expect((await reg.http("/token?service_name=gone&user_id=ann")).status).toBe(404);
       // Ids handed out after the import never collide with imported ones.

@@ -1,7 +1,20 @@
 /** Issue 6: several registry processes over one database; uniqueness holds under concurrency. */
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, connectClient, ENGINE, freePort, freshDatabase, type Spawned, spawnUntil, startEverything, startTestMcpServer, startTestRegistry, TEST_SECRET, text } from "./helpers.ts";
+import {
+  call,
+  connectClient,
+  ENGINE,
+  freePort,
+  freshDatabase,
+  type Spawned,
+  spawnUntil,
+  startEverything,
+  startTestMcpServer,
+  startTestRegistry,
+  TEST_SECRET,
+  text,
+} from "./helpers.ts";
 
 async function startProcess(databaseUrl: string) {
   const port = await freePort();
@@ -22,7 +35,10 @@ describe("concurrent add_service in one registry (every engine)", () => {
         call(a, "add_service", { service_name: "same", endpoint: servers[0].url, description: "one" }),
         call(b, "add_service", { service_name: "same", endpoint: servers[1].url, description: "two" }),
       ]);
-      expect(results.filter((r) => !r.isError), JSON.stringify(results)).toHaveLength(1);
+      expect(
+        results.filter((r) => !r.isError),
+        JSON.stringify(results),
+      ).toHaveLength(1);
       const failed = results.filter((r) => r.isError);
       expect(failed).toHaveLength(1);
       expect(text(failed[0])).toBe('Cannot add service "same": a service with that name already exists');
@@ -77,10 +93,16 @@ describe.runIf(ENGINE === "postgres")("two registry processes on one PostgreSQL 
     const server = await startTestMcpServer({ setup: (s) => s.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] })) });
     const a = await connectClient(`${one!.url}/mcp`);
     try {
-      expect((await call(a, "add_service", { service_name: "mail", endpoint: server.url, description: "Mail", requires_authorization: true, method_authorization: "Bearer" })).isError).toBeFalsy();
+      expect(
+        (await call(a, "add_service", { service_name: "mail", endpoint: server.url, description: "Mail", requires_authorization: true, method_authorization: "Bearer" })).isError,
+      ).toBeFalsy();
       expect((await fetch(`${two!.url}/token?service_name=mail&user_id=ann`)).status).toBe(401);
       expect((await call(a, "authorize_user_to_service", { service_name: "mail", user_id: "ann", token: "ann-mail-token" })).isError).toBeFalsy();
-      const res = await fetch(`${two!.url}/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ service_name: "mail", user_id: "ann" }) });
+      const res = await fetch(`${two!.url}/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ service_name: "mail", user_id: "ann" }),
+      });
       expect(await res.json()).toEqual({ token: "ann-mail-token", method_authorization: "Bearer" });
     } finally {
       await a.close();
@@ -99,11 +121,18 @@ describe.runIf(ENGINE === "postgres")("two registry processes on one PostgreSQL 
           call(a, "add_service", { service_name: name, endpoint: `${servers[0].url}?r=${round}`, description: "a" }),
           call(b, "add_service", { service_name: name, endpoint: `${servers[1].url}?r=${round}`, description: "b" }),
         ]);
-        expect(results.filter((r) => !r.isError), name).toHaveLength(1);
+        expect(
+          results.filter((r) => !r.isError),
+          name,
+        ).toHaveLength(1);
         expect(results.filter((r) => r.isError).map(text)).toEqual([`Cannot add service "${name}": a service with that name already exists`]);
       }
       const list = await (await fetch(`${two!.url}/list_services`)).json();
-      expect(Object.keys(list.services).filter((n) => n.startsWith("race-")).sort()).toEqual(["race-0", "race-1", "race-2", "race-3", "race-4"]);
+      expect(
+        Object.keys(list.services)
+          .filter((n) => n.startsWith("race-"))
+          .sort(),
+      ).toEqual(["race-0", "race-1", "race-2", "race-3", "race-4"]);
     } finally {
       await a.close();
       await b.close();

@@ -9,7 +9,19 @@ import { eq } from "drizzle-orm";
 import type { CatalogueDiff } from "../features/services/refresh.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  call, ENGINE, fails, freePort, freshDatabase, startTestMcpServer, startTestRegistry, TEST_SECRET, type TestRegistry, snapshot, tempDir, text, waitFor,
+  call,
+  ENGINE,
+  fails,
+  freePort,
+  freshDatabase,
+  startTestMcpServer,
+  startTestRegistry,
+  TEST_SECRET,
+  type TestRegistry,
+  snapshot,
+  tempDir,
+  text,
+  waitFor,
 } from "./helpers.ts";
 
 type ToolSpec = Partial<Tool> & { name: string };
@@ -46,7 +58,13 @@ async function serverOnPort(port: number, state: ServerState): Promise<{ stop():
     },
   });
   await new Promise((r) => server.once("listening", r));
-  return { stop: () => new Promise<void>((r) => { server.close(() => r()); (server as unknown as { closeAllConnections(): void }).closeAllConnections(); }) };
+  return {
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        (server as unknown as { closeAllConnections(): void }).closeAllConnections();
+      }),
+  };
 }
 
 type Hook = { url: string; hits: number; stop(): Promise<void> };
@@ -61,7 +79,11 @@ async function startHook(): Promise<Hook> {
   const hook: Hook = {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}/reread`,
     hits: 0,
-    stop: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
   return hook;
 }
@@ -80,7 +102,6 @@ async function serviceInfo(reg: TestRegistry, service: string): Promise<ServiceI
   expect(JSON.parse(text(r))).toEqual(r.structuredContent);
   return r.structuredContent as ServiceInfo;
 }
-
 
 async function ok(reg: TestRegistry, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
   const r = await call(await reg.client(), name, args);
@@ -136,9 +157,17 @@ describe("refresh_service", () => {
     expect(after[2].id).toBeGreaterThan(Math.max(...before.map((t) => t.id)));
     // The stored schema is the new one; the vanished tool's attachment went with it.
     const { tools, toolRoles } = reg.ctx.tables;
-    const [fetchRow] = await reg.ctx.db.select().from(tools).where(eq(tools.id, id("fetch")));
+    const [fetchRow] = await reg.ctx.db
+      .select()
+      .from(tools)
+      .where(eq(tools.id, id("fetch")));
     expect(fetchRow.inputSchema).toEqual(schema("url", "timeout"));
-    expect(await reg.ctx.db.select().from(toolRoles).where(eq(toolRoles.toolId, id("search")))).toEqual([]);
+    expect(
+      await reg.ctx.db
+        .select()
+        .from(toolRoles)
+        .where(eq(toolRoles.toolId, id("search"))),
+    ).toEqual([]);
     const roleTools = await (await reg.http("/tools_for_role", { method: "POST", body: JSON.stringify({ role: "reader" }) })).json();
     expect(roleTools.tools.map((t: { name: string }) => t.name).sort()).toEqual(["fetch", "translate"]);
 
@@ -199,9 +228,18 @@ describe("health", () => {
   it("a new service is ok, with its discovery time and no error", async () => {
     const info = await serviceInfo(reg, "flaky");
     expect(info).toEqual({
-      service_name: "flaky", endpoint: server.url, description: "Comes and goes", transport: "streamable_http",
-      requires_authorization: false, method_authorization: "", has_discovery_token: false, tools: 2,
-      status: "ok", last_discovered_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/), last_error: null, consecutive_failures: 0,
+      service_name: "flaky",
+      endpoint: server.url,
+      description: "Comes and goes",
+      transport: "streamable_http",
+      requires_authorization: false,
+      method_authorization: "",
+      has_discovery_token: false,
+      tools: 2,
+      status: "ok",
+      last_discovered_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      last_error: null,
+      consecutive_failures: 0,
     });
   });
 
@@ -214,12 +252,28 @@ describe("health", () => {
       const r = await call(await reg.client(), "refresh_service", { service_name: "flaky" });
       expect(r.isError).toBe(true);
       expect(text(r)).toBe(`Cannot refresh service "flaky": ${reason}`);
-      expect(await serviceInfo(reg, "flaky")).toMatchObject({ status: "unreachable", last_error: reason, consecutive_failures: failures, last_discovered_at: discovered, tools: 2 });
+      expect(await serviceInfo(reg, "flaky")).toMatchObject({
+        status: "unreachable",
+        last_error: reason,
+        consecutive_failures: failures,
+        last_discovered_at: discovered,
+        tools: 2,
+      });
     }
     expect(await toolsOf(reg, "flaky")).toEqual(tools);
     const list = await ok(reg, "list_services", { include_health: true });
     expect(list.structuredContent).toEqual({
-      services: [{ service_name: "flaky", endpoint: server.url, description: "Comes and goes", status: "unreachable", last_discovered_at: discovered, last_error: reason, consecutive_failures: 2 }],
+      services: [
+        {
+          service_name: "flaky",
+          endpoint: server.url,
+          description: "Comes and goes",
+          status: "unreachable",
+          last_discovered_at: discovered,
+          last_error: reason,
+          consecutive_failures: 2,
+        },
+      ],
     });
     expect(JSON.parse(text(list))).toEqual((list.structuredContent as { services: unknown[] }).services);
     // Old callers see what they always saw: without include_health, and on HTTP exactly {transport, url}.
@@ -292,14 +346,22 @@ describe("services that need a credential to be discovered", () => {
     const base = { service_name: "mail", endpoint: server.url, description: "Mail", requires_authorization: true, method_authorization: "Bearer" };
     expect(await fails(reg, "add_service", base)).toBe(`Cannot add service "mail": ${refused}`);
     expect(await fails(reg, "add_service", { ...base, discovery_token: "wrong-token" })).toBe(`Cannot add service "mail": ${refused}`);
-    expect(await fails(reg, "add_service", { ...base, requires_authorization: false, discovery_token: TOKEN }))
-      .toBe('Cannot add service: discovery_token needs requires_authorization true (it is sent as "Authorization: <method_authorization> <token>")');
+    expect(await fails(reg, "add_service", { ...base, requires_authorization: false, discovery_token: TOKEN })).toBe(
+      'Cannot add service: discovery_token needs requires_authorization true (it is sent as "Authorization: <method_authorization> <token>")',
+    );
     expect(await fails(reg, "add_service", { ...base, discovery_token: "two words" })).toBe("Cannot add service: discovery_token: must be printable ASCII without spaces");
     expect(authorized).toBe(0);
   });
 
   it("add_service succeeds with it; it is stored encrypted and shown only as has_discovery_token", async () => {
-    const r = await run("add_service", { service_name: "mail", endpoint: server.url, description: "Mail", requires_authorization: true, method_authorization: "Bearer", discovery_token: TOKEN });
+    const r = await run("add_service", {
+      service_name: "mail",
+      endpoint: server.url,
+      description: "Mail",
+      requires_authorization: true,
+      method_authorization: "Bearer",
+      discovery_token: TOKEN,
+    });
     expect(text(r)).toBe('Service "mail" added with 2 tools.');
     expect(authorized).toBeGreaterThan(0);
     const info = await run("get_service", { service_name: "mail" });
@@ -360,9 +422,18 @@ describe("services that need a credential to be discovered", () => {
   });
 
   it("a server echoing the credential in an error never gets it into the error", async () => {
-    const r = await run("add_service", { service_name: "echo", endpoint: echo.url, description: "", requires_authorization: true, method_authorization: "Basic", discovery_token: TOKEN });
+    const r = await run("add_service", {
+      service_name: "echo",
+      endpoint: echo.url,
+      description: "",
+      requires_authorization: true,
+      method_authorization: "Basic",
+      discovery_token: TOKEN,
+    });
     expect(r.isError).toBe(true);
-    expect(text(r)).toBe(`Cannot add service "echo": no MCP service answered at "${echo.url}" (streamable HTTP: MCP error -32001: Credential "***" is not accepted here; SSE: HTTP 405)`);
+    expect(text(r)).toBe(
+      `Cannot add service "echo": no MCP service answered at "${echo.url}" (streamable HTTP: MCP error -32001: Credential "***" is not accepted here; SSE: HTTP 405)`,
+    );
     expect(text(r)).not.toContain(TOKEN);
   });
 
@@ -387,7 +458,9 @@ describe("discovery tokens and key rotation", () => {
   const cleanup: (() => Promise<void>)[] = [];
   beforeAll(async () => {
     db = await sharedDatabase();
-    server = await changingServer({ tools: [tool("one")], down: false }, (req) => (req.headers.get("authorization") === `Basic ${TOKEN}` ? undefined : new Response(null, { status: 401 })));
+    server = await changingServer({ tools: [tool("one")], down: false }, (req) =>
+      req.headers.get("authorization") === `Basic ${TOKEN}` ? undefined : new Response(null, { status: 401 }),
+    );
   });
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
@@ -399,7 +472,14 @@ describe("discovery tokens and key rotation", () => {
 
   it("re-encrypts discovery tokens at start-up under REGISTRY_SECRET_PREVIOUS, and a key that cannot read them stops start-up", async () => {
     const first = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_SECRET: OLD, REGISTRY_REFRESH_INTERVAL: "0" });
-    await ok(first, "add_service", { service_name: "basic", endpoint: server.url, description: "d", requires_authorization: true, method_authorization: "Basic", discovery_token: TOKEN });
+    await ok(first, "add_service", {
+      service_name: "basic",
+      endpoint: server.url,
+      description: "d",
+      requires_authorization: true,
+      method_authorization: "Basic",
+      discovery_token: TOKEN,
+    });
     await first.stop();
 
     const rotated = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_SECRET: NEW, REGISTRY_SECRET_PREVIOUS: OLD, REGISTRY_REFRESH_INTERVAL: "0" });
@@ -509,13 +589,14 @@ describe("two registries on one database, both refreshing in the background", ()
     let most = 0;
     let lists = 0;
     const slow = await startTestMcpServer({
-      setup: (mcp) => mcp.setRequestHandler(ListToolsRequestSchema, async () => {
-        most = Math.max(most, ++inFlight);
-        await new Promise((r) => setTimeout(r, 300));
-        inFlight--;
-        lists++;
-        return { tools: [{ name: "slow", inputSchema: { type: "object" as const } }] };
-      }),
+      setup: (mcp) =>
+        mcp.setRequestHandler(ListToolsRequestSchema, async () => {
+          most = Math.max(most, ++inFlight);
+          await new Promise((r) => setTimeout(r, 300));
+          inFlight--;
+          lists++;
+          return { tools: [{ name: "slow", inputSchema: { type: "object" as const } }] };
+        }),
     });
     try {
       await ok(two, "add_service", { service_name: "slow", endpoint: slow.url, description: "Takes its time" });
@@ -581,7 +662,9 @@ describe("update_service", () => {
     hook = await startHook();
     [reg, a, b, other] = await Promise.all([
       startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0", AGENT_REREAD_HOOK: hook.url }),
-      changingServer(first), changingServer(second), changingServer({ tools: [tool("other")], down: false }),
+      changingServer(first),
+      changingServer(second),
+      changingServer({ tools: [tool("other")], down: false }),
     ]);
     servers.push(a, b, other);
     await ok(reg, "add_service", { service_name: "movable", endpoint: a.url, description: "Moves around" });
@@ -601,10 +684,22 @@ describe("update_service", () => {
       [{ service_name: "movable" }, 'Cannot update service "movable": give at least one of endpoint, description, requires_authorization, method_authorization, discovery_token'],
       [{ service_name: "movable", endpoint: "ftp://x" }, "Cannot update service: endpoint: must be an http(s) URL"],
       [{ service_name: "movable", endpoint: other.url }, `Cannot update service "movable": service "other" already uses endpoint "${other.url}"`],
-      [{ service_name: "movable", endpoint: dead }, `Cannot update service "movable": no MCP service answered at "${dead}" (streamable HTTP: connection refused; SSE: connection refused)`],
-      [{ service_name: "movable", requires_authorization: true }, 'Cannot update service "movable": method_authorization must be "Basic" or "Bearer" when requires_authorization is true'],
-      [{ service_name: "movable", requires_authorization: true, method_authorization: "Digest" }, 'Cannot update service "movable": method_authorization must be "Basic" or "Bearer" when requires_authorization is true'],
-      [{ service_name: "movable", discovery_token: "abc" }, 'Cannot update service "movable": discovery_token needs requires_authorization true (it is sent as "Authorization: <method_authorization> <token>")'],
+      [
+        { service_name: "movable", endpoint: dead },
+        `Cannot update service "movable": no MCP service answered at "${dead}" (streamable HTTP: connection refused; SSE: connection refused)`,
+      ],
+      [
+        { service_name: "movable", requires_authorization: true },
+        'Cannot update service "movable": method_authorization must be "Basic" or "Bearer" when requires_authorization is true',
+      ],
+      [
+        { service_name: "movable", requires_authorization: true, method_authorization: "Digest" },
+        'Cannot update service "movable": method_authorization must be "Basic" or "Bearer" when requires_authorization is true',
+      ],
+      [
+        { service_name: "movable", discovery_token: "abc" },
+        'Cannot update service "movable": discovery_token needs requires_authorization true (it is sent as "Authorization: <method_authorization> <token>")',
+      ],
       [{ service_name: "movable", discovery_token: "a b" }, "Cannot update service: discovery_token: must be printable ASCII without spaces"],
       [{ service_name: "movable", requires_authorization: "yes" }, "Cannot update service: requires_authorization: must be true or false"],
     ];
@@ -635,12 +730,13 @@ describe("update_service", () => {
     expect(b.requests).toBeGreaterThan(asked);
   });
 
-  it("changes the description and authorization settings without discovery; description \"\" reads it from the service", async () => {
+  it('changes the description and authorization settings without discovery; description "" reads it from the service', async () => {
     const tools = await toolsOf(reg, "movable");
     const asked = b.requests;
     expect(text(await ok(reg, "update_service", { service_name: "movable", description: "  Moved for good  " }))).toBe('Service "movable" updated (description).');
-    expect(text(await ok(reg, "update_service", { service_name: "movable", requires_authorization: true, method_authorization: "Basic" })))
-      .toBe('Service "movable" updated (requires_authorization, method_authorization).');
+    expect(text(await ok(reg, "update_service", { service_name: "movable", requires_authorization: true, method_authorization: "Basic" }))).toBe(
+      'Service "movable" updated (requires_authorization, method_authorization).',
+    );
     expect(text(await ok(reg, "update_service", { service_name: "movable", method_authorization: "Basic" }))).toBe('Service "movable" updated (nothing changed).');
     expect(b.requests).toBe(asked);
     expect(await serviceInfo(reg, "movable")).toMatchObject({ description: "Moved for good", requires_authorization: true, method_authorization: "Basic" });
@@ -679,7 +775,11 @@ describe("documented exchanges: refresh, health, discovery credentials", () => {
     await mail?.stop();
   });
 
-  const urls = () => [["http://127.0.0.1:3001/mcp", weather.url], ["http://127.0.0.1:3002/mcp", moved.url], ["http://127.0.0.1:3003/mcp", mail.url]];
+  const urls = () => [
+    ["http://127.0.0.1:3001/mcp", weather.url],
+    ["http://127.0.0.1:3002/mcp", moved.url],
+    ["http://127.0.0.1:3003/mcp", mail.url],
+  ];
   const real = (doc: string) => urls().reduce((s, [from, to]) => s.replaceAll(from, to), doc);
 
   /** POSTs a documented JSON-RPC body to /mcp; returns the answer with the real URLs and times put back to the documented ones. */
@@ -695,37 +795,73 @@ describe("documented exchanges: refresh, health, discovery credentials", () => {
   }
 
   it("refresh_service, get_service, list_services with health, update_service, add_service with discovery_token", async () => {
-    expect(await rpc('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"weather\\" added with 2 tools."}]},"jsonrpc":"2.0","id":1}'));
+    expect(
+      await rpc(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts"}}}',
+      ),
+    ).toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"weather\\" added with 2 tools."}]},"jsonrpc":"2.0","id":1}'));
 
     state.tools = [tool("forecast", "city", "days"), tool("radar", "region")];
-    expect(await rpc('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"refresh_service","arguments":{"service_name":"weather"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"weather\\" refreshed (2 tools): added \\"radar\\"; removed \\"alerts\\"; changed \\"forecast\\"."}],"structuredContent":{"service_name":"weather","tools":2,"added":["radar"],"removed":["alerts"],"changed":["forecast"]}},"jsonrpc":"2.0","id":2}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"refresh_service","arguments":{"service_name":"weather"}}}')).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"Service \\"weather\\" refreshed (2 tools): added \\"radar\\"; removed \\"alerts\\"; changed \\"forecast\\"."}],"structuredContent":{"service_name":"weather","tools":2,"added":["radar"],"removed":["alerts"],"changed":["forecast"]}},"jsonrpc":"2.0","id":2}',
+      ),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"refresh_service","arguments":{"service_name":"weather"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"weather\\" refreshed (2 tools): no tool changes."}],"structuredContent":{"service_name":"weather","tools":2,"added":[],"removed":[],"changed":[]}},"jsonrpc":"2.0","id":3}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"refresh_service","arguments":{"service_name":"weather"}}}')).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"Service \\"weather\\" refreshed (2 tools): no tool changes."}],"structuredContent":{"service_name":"weather","tools":2,"added":[],"removed":[],"changed":[]}},"jsonrpc":"2.0","id":3}',
+      ),
+    );
 
     await weather.stop();
-    expect(await rpc('{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"refresh_service","arguments":{"service_name":"weather"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Cannot refresh service \\"weather\\": no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)"}],"isError":true},"jsonrpc":"2.0","id":4}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"refresh_service","arguments":{"service_name":"weather"}}}')).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"Cannot refresh service \\"weather\\": no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)"}],"isError":true},"jsonrpc":"2.0","id":4}',
+      ),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"get_service","arguments":{"service_name":"weather"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"{\\"service_name\\":\\"weather\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Weather forecasts\\",\\"transport\\":\\"streamable_http\\",\\"requires_authorization\\":false,\\"method_authorization\\":\\"\\",\\"has_discovery_token\\":false,\\"tools\\":2,\\"status\\":\\"unreachable\\",\\"last_discovered_at\\":\\"2026-11-24T00:16:13.000Z\\",\\"last_error\\":\\"no MCP service answered at \\\\\\"http://127.0.0.1:3001/mcp\\\\\\" (streamable HTTP: connection refused; SSE: connection refused)\\",\\"consecutive_failures\\":1}"}],"structuredContent":{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts","transport":"streamable_http","requires_authorization":false,"method_authorization":"","has_discovery_token":false,"tools":2,"status":"unreachable","last_discovered_at":"2026-11-24T00:16:13.000Z","last_error":"no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)","consecutive_failures":1}},"jsonrpc":"2.0","id":5}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"get_service","arguments":{"service_name":"weather"}}}')).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"{\\"service_name\\":\\"weather\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Weather forecasts\\",\\"transport\\":\\"streamable_http\\",\\"requires_authorization\\":false,\\"method_authorization\\":\\"\\",\\"has_discovery_token\\":false,\\"tools\\":2,\\"status\\":\\"unreachable\\",\\"last_discovered_at\\":\\"2026-11-24T00:16:13.000Z\\",\\"last_error\\":\\"no MCP service answered at \\\\\\"http://127.0.0.1:3001/mcp\\\\\\" (streamable HTTP: connection refused; SSE: connection refused)\\",\\"consecutive_failures\\":1}"}],"structuredContent":{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts","transport":"streamable_http","requires_authorization":false,"method_authorization":"","has_discovery_token":false,"tools":2,"status":"unreachable","last_discovered_at":"2026-11-24T00:16:13.000Z","last_error":"no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)","consecutive_failures":1}},"jsonrpc":"2.0","id":5}',
+      ),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"list_services","arguments":{"include_health":true}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"[{\\"service_name\\":\\"weather\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Weather forecasts\\",\\"status\\":\\"unreachable\\",\\"last_discovered_at\\":\\"2026-11-24T00:16:13.000Z\\",\\"last_error\\":\\"no MCP service answered at \\\\\\"http://127.0.0.1:3001/mcp\\\\\\" (streamable HTTP: connection refused; SSE: connection refused)\\",\\"consecutive_failures\\":1}]"}],"structuredContent":{"services":[{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts","status":"unreachable","last_discovered_at":"2026-11-24T00:16:13.000Z","last_error":"no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)","consecutive_failures":1}]}},"jsonrpc":"2.0","id":6}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"list_services","arguments":{"include_health":true}}}')).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"[{\\"service_name\\":\\"weather\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Weather forecasts\\",\\"status\\":\\"unreachable\\",\\"last_discovered_at\\":\\"2026-11-24T00:16:13.000Z\\",\\"last_error\\":\\"no MCP service answered at \\\\\\"http://127.0.0.1:3001/mcp\\\\\\" (streamable HTTP: connection refused; SSE: connection refused)\\",\\"consecutive_failures\\":1}]"}],"structuredContent":{"services":[{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts","status":"unreachable","last_discovered_at":"2026-11-24T00:16:13.000Z","last_error":"no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)","consecutive_failures":1}]}},"jsonrpc":"2.0","id":6}',
+      ),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"update_service","arguments":{"service_name":"weather","endpoint":"http://127.0.0.1:3002/mcp"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"weather\\" updated (endpoint)."}],"structuredContent":{"service_name":"weather","updated":["endpoint"],"added":[],"removed":[],"changed":[]}},"jsonrpc":"2.0","id":7}'));
+    expect(
+      await rpc('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"update_service","arguments":{"service_name":"weather","endpoint":"http://127.0.0.1:3002/mcp"}}}'),
+    ).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"Service \\"weather\\" updated (endpoint)."}],"structuredContent":{"service_name":"weather","updated":["endpoint"],"added":[],"removed":[],"changed":[]}},"jsonrpc":"2.0","id":7}',
+      ),
+    );
     expect(await serviceInfo(reg, "weather")).toMatchObject({ endpoint: moved.url, status: "ok", consecutive_failures: 0 });
 
-    expect(await rpc('{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"mail","endpoint":"http://127.0.0.1:3003/mcp","description":"Team mail","requires_authorization":true,"method_authorization":"Bearer"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Cannot add service \\"mail\\": no MCP service answered at \\"http://127.0.0.1:3003/mcp\\" (streamable HTTP: HTTP 401; SSE: HTTP 401)"}],"isError":true},"jsonrpc":"2.0","id":8}'));
+    expect(
+      await rpc(
+        '{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"mail","endpoint":"http://127.0.0.1:3003/mcp","description":"Team mail","requires_authorization":true,"method_authorization":"Bearer"}}}',
+      ),
+    ).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"Cannot add service \\"mail\\": no MCP service answered at \\"http://127.0.0.1:3003/mcp\\" (streamable HTTP: HTTP 401; SSE: HTTP 401)"}],"isError":true},"jsonrpc":"2.0","id":8}',
+      ),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"mail","endpoint":"http://127.0.0.1:3003/mcp","description":"Team mail","requires_authorization":true,"method_authorization":"Bearer","discovery_token":"mail-discovery-token"}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"mail\\" added with 1 tool."}]},"jsonrpc":"2.0","id":9}'));
+    expect(
+      await rpc(
+        '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"mail","endpoint":"http://127.0.0.1:3003/mcp","description":"Team mail","requires_authorization":true,"method_authorization":"Bearer","discovery_token":"mail-discovery-token"}}}',
+      ),
+    ).toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"mail\\" added with 1 tool."}]},"jsonrpc":"2.0","id":9}'));
 
-    expect(await rpc('{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"update_service","arguments":{"service_name":"mail","discovery_token":""}}}'))
-      .toEqual(JSON.parse('{"result":{"content":[{"type":"text","text":"Service \\"mail\\" updated (discovery_token)."}],"structuredContent":{"service_name":"mail","updated":["discovery_token"],"added":[],"removed":[],"changed":[]}},"jsonrpc":"2.0","id":10}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"update_service","arguments":{"service_name":"mail","discovery_token":""}}}')).toEqual(
+      JSON.parse(
+        '{"result":{"content":[{"type":"text","text":"Service \\"mail\\" updated (discovery_token)."}],"structuredContent":{"service_name":"mail","updated":["discovery_token"],"added":[],"removed":[],"changed":[]}},"jsonrpc":"2.0","id":10}',
+      ),
+    );
   });
 });

@@ -29,7 +29,10 @@ describe("roles", () => {
   beforeAll(async () => {
     [reg, alpha, beta] = await Promise.all([
       startTestRegistry(),
-      toolServer([{ name: "search", description: "Search the wiki" }, { name: "fetch", description: "Fetch a wiki page" }]),
+      toolServer([
+        { name: "search", description: "Search the wiki" },
+        { name: "fetch", description: "Fetch a wiki page" },
+      ]),
       toolServer([{ name: "search", description: "Search the tickets" }]),
     ]);
     c = await reg.client();
@@ -80,7 +83,12 @@ describe("roles", () => {
       expect(text(await call(c, "create_role", { role_name: "analyst" }))).toBe('Role "analyst" created.');
       const r = await call(c, "list_roles");
       expect(text(r)).toBe('[{"name":"analyst","default_system_prompt":""},{"name":"support","default_system_prompt":"You help customers."}]');
-      expect(r.structuredContent).toEqual({ roles: [{ name: "analyst", default_system_prompt: "" }, { name: "support", default_system_prompt: "You help customers." }] });
+      expect(r.structuredContent).toEqual({
+        roles: [
+          { name: "analyst", default_system_prompt: "" },
+          { name: "support", default_system_prompt: "You help customers." },
+        ],
+      });
     });
 
     it("trims role names and accepts 64 characters and an 8192-character prompt", async () => {
@@ -88,7 +96,10 @@ describe("roles", () => {
       const long = "r".repeat(64);
       const prompt = "p".repeat(8192);
       expect((await call(c, "create_role", { role_name: long, default_system_prompt: prompt })).isError).toBeFalsy();
-      expect(await roleList()).toEqual([{ name: "ops", default_system_prompt: "" }, { name: long, default_system_prompt: prompt }]);
+      expect(await roleList()).toEqual([
+        { name: "ops", default_system_prompt: "" },
+        { name: long, default_system_prompt: prompt },
+      ]);
     });
 
     it("refuses a duplicate name (also after trimming) as a conflict and keeps the first role", async () => {
@@ -104,8 +115,11 @@ describe("roles", () => {
       await expectToolError("create_role", { role_name: "bad\nname" }, "Cannot create role: role_name: must not contain control characters");
       await expectToolError("create_role", { role_name: 5 }, "Cannot create role: role_name: must be a string");
       await expectToolError("create_role", {}, /^Cannot create role: role_name: /);
-      await expectToolError("create_role", { role_name: "big", default_system_prompt: "p".repeat(8193) },
-        "Cannot create role: default_system_prompt: must be at most 8192 characters");
+      await expectToolError(
+        "create_role",
+        { role_name: "big", default_system_prompt: "p".repeat(8193) },
+        "Cannot create role: default_system_prompt: must be at most 8192 characters",
+      );
       await expectToolError("create_role", { role_name: "typed", default_system_prompt: 7 }, "Cannot create role: default_system_prompt: must be a string");
       expect(await roleList()).toEqual([]);
     });
@@ -121,8 +135,11 @@ describe("roles", () => {
     it("refuses to set the prompt of an unknown role, an oversize prompt or a missing prompt, changing nothing", async () => {
       await call(c, "create_role", { role_name: "support", default_system_prompt: "Be brief." });
       await expectToolError("set_role_system_prompt", { role_name: "ghost", default_system_prompt: "x" }, 'Cannot set the system prompt of role "ghost": no such role');
-      await expectToolError("set_role_system_prompt", { role_name: "support", default_system_prompt: "p".repeat(8193) },
-        "Cannot set role system prompt: default_system_prompt: must be at most 8192 characters");
+      await expectToolError(
+        "set_role_system_prompt",
+        { role_name: "support", default_system_prompt: "p".repeat(8193) },
+        "Cannot set role system prompt: default_system_prompt: must be at most 8192 characters",
+      );
       await expectToolError("set_role_system_prompt", { role_name: "support" }, /^Cannot set role system prompt: default_system_prompt: /);
       await expectToolError("set_role_system_prompt", { role_name: "", default_system_prompt: "x" }, "Cannot set role system prompt: role_name: must not be empty");
       expect(await roleList()).toEqual([{ name: "support", default_system_prompt: "Be brief." }]);
@@ -161,10 +178,12 @@ describe("roles", () => {
   describe("attach_role_to_tool, detach_role_from_tool", () => {
     it("attaches once, says so when already attached, and get_tools shows the roles", async () => {
       await call(c, "create_role", { role_name: "support" });
-      expect(text(await call(c, "attach_role_to_tool", { tool_id: ids.alphaSearch, role_name: "support" })))
-        .toBe(`Role "support" attached to tool ${ids.alphaSearch} ("search" of service "alpha").`);
-      expect(text(await call(c, "attach_role_to_tool", { tool_id: ids.alphaSearch, role_name: "support" })))
-        .toBe(`Role "support" already attached to tool ${ids.alphaSearch} ("search" of service "alpha").`);
+      expect(text(await call(c, "attach_role_to_tool", { tool_id: ids.alphaSearch, role_name: "support" }))).toBe(
+        `Role "support" attached to tool ${ids.alphaSearch} ("search" of service "alpha").`,
+      );
+      expect(text(await call(c, "attach_role_to_tool", { tool_id: ids.alphaSearch, role_name: "support" }))).toBe(
+        `Role "support" already attached to tool ${ids.alphaSearch} ("search" of service "alpha").`,
+      );
       expect(await rolesOf("alpha")).toEqual({ search: ["support"], fetch: [] });
       expect(await rolesOf("beta")).toEqual({ search: [] });
     });
@@ -172,20 +191,24 @@ describe("roles", () => {
     it("detaches, and says so when it was not attached", async () => {
       await call(c, "create_role", { role_name: "support" });
       await call(c, "attach_role_to_tool", { tool_id: ids.betaSearch, role_name: "support" });
-      expect(text(await call(c, "detach_role_from_tool", { tool_id: ids.betaSearch, role_name: "support" })))
-        .toBe(`Role "support" detached from tool ${ids.betaSearch} ("search" of service "beta").`);
-      expect(text(await call(c, "detach_role_from_tool", { tool_id: ids.betaSearch, role_name: "support" })))
-        .toBe(`Role "support" was not attached to tool ${ids.betaSearch} ("search" of service "beta").`);
+      expect(text(await call(c, "detach_role_from_tool", { tool_id: ids.betaSearch, role_name: "support" }))).toBe(
+        `Role "support" detached from tool ${ids.betaSearch} ("search" of service "beta").`,
+      );
+      expect(text(await call(c, "detach_role_from_tool", { tool_id: ids.betaSearch, role_name: "support" }))).toBe(
+        `Role "support" was not attached to tool ${ids.betaSearch} ("search" of service "beta").`,
+      );
       expect(await rolesOf("beta")).toEqual({ search: [] });
     });
 
     it("accepts a tool id sent as a string of digits (old clients)", async () => {
       await call(c, "create_role", { role_name: "support" });
-      expect(text(await call(c, "attach_role_to_tool", { tool_id: String(ids.alphaFetch), role_name: "support" })))
-        .toBe(`Role "support" attached to tool ${ids.alphaFetch} ("fetch" of service "alpha").`);
+      expect(text(await call(c, "attach_role_to_tool", { tool_id: String(ids.alphaFetch), role_name: "support" }))).toBe(
+        `Role "support" attached to tool ${ids.alphaFetch} ("fetch" of service "alpha").`,
+      );
       expect((await rolesOf("alpha")).fetch).toEqual(["support"]);
-      expect(text(await call(c, "detach_role_from_tool", { tool_id: String(ids.alphaFetch), role_name: "support" })))
-        .toBe(`Role "support" detached from tool ${ids.alphaFetch} ("fetch" of service "alpha").`);
+      expect(text(await call(c, "detach_role_from_tool", { tool_id: String(ids.alphaFetch), role_name: "support" }))).toBe(
+        `Role "support" detached from tool ${ids.alphaFetch} ("fetch" of service "alpha").`,
+      );
     });
 
     it("fails for an unknown role or tool and for bad ids, attaching nothing", async () => {
@@ -251,7 +274,9 @@ describe("roles", () => {
       const delta = await toolServer(tricky.map((description, i) => ({ name: `t${i}`, description })));
       try {
         await call(c, "add_service", { service_name: "delta", endpoint: delta.url, description: "Tricky" });
-        const listed = ((await call(c, "get_tools", { service_name: "delta" })).structuredContent as { tools: { id: number; name: string; description: string; roles: string[] }[] }).tools;
+        const listed = (
+          (await call(c, "get_tools", { service_name: "delta" })).structuredContent as { tools: { id: number; name: string; description: string; roles: string[] }[] }
+        ).tools;
         expect(listed.map(({ name, description, roles }) => ({ name, description, roles }))).toEqual(tricky.map((description, i) => ({ name: `t${i}`, description, roles: [] })));
         await call(c, "create_role", { role_name: "support" });
         await call(c, "create_role", { role_name: "ops" });

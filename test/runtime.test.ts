@@ -52,7 +52,7 @@ describe("npm start (the bundle of main.ts), and node --import tsx main.ts", () 
   it.concurrent.for([
     [{ MCP_PORT: "abc" }, 'Invalid configuration: MCP_PORT must be an integer from 0 to 65535 (got "abc")'],
     [{ MCP_PORT: "70000" }, 'Invalid configuration: MCP_PORT must be an integer from 0 to 65535 (got "70000")'],
-    [{ MCP_PORT: "0", DATABASE_URL: "mysql://root:secret@db/registry" }, "Invalid configuration: DATABASE_URL uses an unsupported database \"mysql\"; supported: "],
+    [{ MCP_PORT: "0", DATABASE_URL: "mysql://root:secret@db/registry" }, 'Invalid configuration: DATABASE_URL uses an unsupported database "mysql"; supported: '],
     [{ MCP_PORT: "0", MCP_HOST: "0.0.0.0" }, "Cannot start: Refusing to listen on 0.0.0.0 without keys: set REGISTRY_ADMIN_KEYS and REGISTRY_AGENT_KEYS"],
   ] as const)("exits 1 with one line naming the bad variable for %j", async ([env, message], { expect }) => {
     const { code, output } = await runToExit(process.execPath, ["--import", "tsx", "main.ts"], { env: { ...CLEAN_ENV, DATABASE_URL: ":memory:", ...env } });

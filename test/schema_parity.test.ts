@@ -17,7 +17,9 @@ type Shape = {
 
 async function sqliteShape(store: Store): Promise<Shape> {
   const rows = async <T>(q: ReturnType<typeof sql>) => (await store.db.all(q)) as T[];
-  const tables = (await rows<[string]>(sql`select name from sqlite_master where type = 'table' and name not like 'sqlite_%' and name not like '__drizzle%' order by name`)).map((r) => r[0]);
+  const tables = (await rows<[string]>(sql`select name from sqlite_master where type = 'table' and name not like 'sqlite_%' and name not like '__drizzle%' order by name`)).map(
+    (r) => r[0],
+  );
   const shape: Shape = { columns: {}, indexes: {}, triggers: [] };
   for (const table of tables) {
     // table_info rows: cid, name, type, notnull, default, pk. A primary key column is never null.
@@ -44,7 +46,7 @@ async function postgresShape(url: string): Promise<Shape> {
   try {
     const shape: Shape = { columns: {}, indexes: {}, triggers: [] };
     for (const c of await pg`select table_name, column_name, is_nullable from information_schema.columns where table_schema = 'public' and table_name not like '__drizzle%'`) {
-      (shape.columns[c.table_name] ??= {})[c.column_name] = { nullable: c.is_nullable === "YES" };
+      shape.columns[c.table_name] = { ...shape.columns[c.table_name], [c.column_name]: { nullable: c.is_nullable === "YES" } };
     }
     const indexes = await pg`select t.relname as table, i.relname as name, ix.indisunique as unique, ix.indisprimary as primary,
         array(select a.attname from unnest(ix.indkey) with ordinality k(attnum, n) join pg_attribute a on a.attrelid = t.oid and a.attnum = k.attnum order by k.n) as columns

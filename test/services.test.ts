@@ -13,9 +13,10 @@ type ToolEntry = { id: number; name: string; description: string; roles: string[
 function toolServer(names: string[]): Promise<McpServer> {
   return startTestMcpServer({
     instructions: `Offers ${names.join(", ")}.`,
-    setup: (mcp) => mcp.setRequestHandler(ListToolsRequestSchema, () => ({
-      tools: names.map((name) => ({ name, description: `Does ${name}`, inputSchema: { type: "object" as const, properties: { q: { type: "string" } } } })),
-    })),
+    setup: (mcp) =>
+      mcp.setRequestHandler(ListToolsRequestSchema, () => ({
+        tools: names.map((name) => ({ name, description: `Does ${name}`, inputSchema: { type: "object" as const, properties: { q: { type: "string" } } } })),
+      })),
   });
 }
 
@@ -75,20 +76,29 @@ describe("add_service, get_tools, remove_service", () => {
   it("refuses a duplicate endpoint under another name", async () => {
     const message = await fails("add_service", { service_name: "base-again", endpoint: base.url, description: "" });
     expect(message).toBe(`Cannot add service "base-again": service "base" already uses endpoint "${base.url}"`);
-    expect((await fails("get_tools", { service_name: "base-again" }))).toBe('Cannot get tools of service "base-again": no such service');
+    expect(await fails("get_tools", { service_name: "base-again" })).toBe('Cannot get tools of service "base-again": no such service');
   });
 
   it.each([
     [{ service_name: "", endpoint: "http://127.0.0.1:1/mcp", description: "" }, "Cannot add service: service_name: must not be empty"],
     [{ service_name: "   ", endpoint: "http://127.0.0.1:1/mcp", description: "" }, "Cannot add service: service_name: must not be empty"],
     [{ endpoint: "http://127.0.0.1:1/mcp", description: "" }, "Cannot add service: service_name: is required"],
-    [{ service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: "yes" }, "Cannot add service: requires_authorization: must be true or false"],
-    [{ service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: true, method_authorization: "Digest" },
-      'Cannot add service: method_authorization must be "Basic" or "Bearer" when requires_authorization is true'],
-    [{ service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: true, method_authorization: "" },
-      'Cannot add service: method_authorization must be "Basic" or "Bearer" when requires_authorization is true'],
-    [{ service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: true },
-      'Cannot add service: method_authorization must be "Basic" or "Bearer" when requires_authorization is true'],
+    [
+      { service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: "yes" },
+      "Cannot add service: requires_authorization: must be true or false",
+    ],
+    [
+      { service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: true, method_authorization: "Digest" },
+      'Cannot add service: method_authorization must be "Basic" or "Bearer" when requires_authorization is true',
+    ],
+    [
+      { service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: true, method_authorization: "" },
+      'Cannot add service: method_authorization must be "Basic" or "Bearer" when requires_authorization is true',
+    ],
+    [
+      { service_name: "x", endpoint: "http://127.0.0.1:1/mcp", description: "", requires_authorization: true },
+      'Cannot add service: method_authorization must be "Basic" or "Bearer" when requires_authorization is true',
+    ],
     [{ service_name: "x", endpoint: 42, description: "" }, "Cannot add service: endpoint: must be a string"],
   ])("refuses bad input %j", async (args, expected) => {
     expect(await fails("add_service", args)).toBe(expected);
@@ -104,8 +114,12 @@ describe("add_service, get_tools, remove_service", () => {
     const [plain, basic] = await Promise.all([toolServer(["a"]), toolServer(["b"])]);
     try {
       const c = await reg.client();
-      expect((await call(c, "add_service", { service_name: "plain", endpoint: plain.url, description: "d", requires_authorization: false, method_authorization: "Bearer" })).isError).toBeFalsy();
-      expect((await call(c, "add_service", { service_name: "basic", endpoint: basic.url, description: "d", requires_authorization: true, method_authorization: "Basic" })).isError).toBeFalsy();
+      expect(
+        (await call(c, "add_service", { service_name: "plain", endpoint: plain.url, description: "d", requires_authorization: false, method_authorization: "Bearer" })).isError,
+      ).toBeFalsy();
+      expect(
+        (await call(c, "add_service", { service_name: "basic", endpoint: basic.url, description: "d", requires_authorization: true, method_authorization: "Basic" })).isError,
+      ).toBeFalsy();
       expect(await storedService(reg, "plain")).toMatchObject({ requiresAuthorization: false, methodAuthorization: "" });
       expect(await storedService(reg, "basic")).toMatchObject({ requiresAuthorization: true, methodAuthorization: "Basic" });
       expect(text(await call(c, "remove_service", { service_name: "plain" }))).toBe('Service "plain" removed.');
@@ -181,41 +195,67 @@ describe("documented exchanges", () => {
   const doc = (answer: string) => JSON.parse(answer.replaceAll(DOC_ENDPOINT, search.url));
 
   it("add_service, list_services, get_tools, GET /list_services, remove_service", async () => {
-    expect(await rpc('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"search","endpoint":"http://127.0.0.1:3001/mcp","description":"","requires_authorization":false}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"Service \\"search\\" added with 2 tools."}]},"jsonrpc":"2.0","id":1}'));
+    expect(
+      await rpc(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"search","endpoint":"http://127.0.0.1:3001/mcp","description":"","requires_authorization":false}}}',
+      ),
+    ).toEqual(doc('{"result":{"content":[{"type":"text","text":"Service \\"search\\" added with 2 tools."}]},"jsonrpc":"2.0","id":1}'));
 
-    expect(await rpc('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_services","arguments":{}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"[{\\"service_name\\":\\"search\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Offers search, fetch.\\"}]"}],"structuredContent":{"services":[{"service_name":"search","endpoint":"http://127.0.0.1:3001/mcp","description":"Offers search, fetch."}]}},"jsonrpc":"2.0","id":2}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_services","arguments":{}}}')).toEqual(
+      doc(
+        '{"result":{"content":[{"type":"text","text":"[{\\"service_name\\":\\"search\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Offers search, fetch.\\"}]"}],"structuredContent":{"services":[{"service_name":"search","endpoint":"http://127.0.0.1:3001/mcp","description":"Offers search, fetch."}]}},"jsonrpc":"2.0","id":2}',
+      ),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_tools","arguments":{"service_name":"search"}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"[{\\"id\\":1,\\"name\\":\\"search\\",\\"description\\":\\"Does search\\",\\"roles\\":[]},{\\"id\\":2,\\"name\\":\\"fetch\\",\\"description\\":\\"Does fetch\\",\\"roles\\":[]}]"}],"structuredContent":{"tools":[{"id":1,"name":"search","description":"Does search","roles":[]},{"id":2,"name":"fetch","description":"Does fetch","roles":[]}]}},"jsonrpc":"2.0","id":3}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_tools","arguments":{"service_name":"search"}}}')).toEqual(
+      doc(
+        '{"result":{"content":[{"type":"text","text":"[{\\"id\\":1,\\"name\\":\\"search\\",\\"description\\":\\"Does search\\",\\"roles\\":[]},{\\"id\\":2,\\"name\\":\\"fetch\\",\\"description\\":\\"Does fetch\\",\\"roles\\":[]}]"}],"structuredContent":{"tools":[{"id":1,"name":"search","description":"Does search","roles":[]},{"id":2,"name":"fetch","description":"Does fetch","roles":[]}]}},"jsonrpc":"2.0","id":3}',
+      ),
+    );
 
     const res = await reg.http("/list_services");
     expect(await res.json()).toEqual(doc('{"services":{"search":{"transport":"streamable_http","url":"http://127.0.0.1:3001/mcp"}}}'));
 
-    expect(await rpc('{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"search","endpoint":"http://127.0.0.1:3002/mcp","description":""}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"Cannot add service \\"search\\": a service with that name already exists"}],"isError":true},"jsonrpc":"2.0","id":4}'));
+    expect(
+      await rpc(
+        '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"search","endpoint":"http://127.0.0.1:3002/mcp","description":""}}}',
+      ),
+    ).toEqual(
+      doc('{"result":{"content":[{"type":"text","text":"Cannot add service \\"search\\": a service with that name already exists"}],"isError":true},"jsonrpc":"2.0","id":4}'),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"local","endpoint":"/opt/servers/server.py","description":""}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"Cannot add service: endpoint: must be an http(s) URL"}],"isError":true},"jsonrpc":"2.0","id":5}'));
+    expect(
+      await rpc(
+        '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"add_service","arguments":{"service_name":"local","endpoint":"/opt/servers/server.py","description":""}}}',
+      ),
+    ).toEqual(doc('{"result":{"content":[{"type":"text","text":"Cannot add service: endpoint: must be an http(s) URL"}],"isError":true},"jsonrpc":"2.0","id":5}'));
 
-    expect(await rpc('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"remove_service","arguments":{"service_name":"search"}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"Service \\"search\\" removed."}]},"jsonrpc":"2.0","id":6}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"remove_service","arguments":{"service_name":"search"}}}')).toEqual(
+      doc('{"result":{"content":[{"type":"text","text":"Service \\"search\\" removed."}]},"jsonrpc":"2.0","id":6}'),
+    );
 
-    expect(await rpc('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_tools","arguments":{"service_name":"search"}}}'))
-      .toEqual(doc('{"result":{"content":[{"type":"text","text":"Cannot get tools of service \\"search\\": no such service"}],"isError":true},"jsonrpc":"2.0","id":7}'));
+    expect(await rpc('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_tools","arguments":{"service_name":"search"}}}')).toEqual(
+      doc('{"result":{"content":[{"type":"text","text":"Cannot get tools of service \\"search\\": no such service"}],"isError":true},"jsonrpc":"2.0","id":7}'),
+    );
     expect(await (await reg.http("/list_services")).json()).toEqual({ services: {} });
   });
 });
 
 /** Sends a request with node:http, which (unlike fetch) allows a body on GET as old agents send it. */
-function rawRequest(url: string, method: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingMessage["headers"]; body: string }> {
+function rawRequest(
+  url: string,
+  method: string,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingMessage["headers"]; body: string }> {
   return new Promise((resolve, reject) => {
     // Without an explicit Content-Length node:http sends a GET body unframed.
     const length = String(Buffer.byteLength(body));
     const req = request(url, { method, headers: { "content-type": "application/json", "content-length": length, ...headers } }, (res) => {
       let data = "";
-      res.on("data", (d: Buffer) => { data += d.toString(); });
+      res.on("data", (d: Buffer) => {
+        data += d.toString();
+      });
       res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: data }));
     });
     // The server may answer 413 before reading everything; that is not a client failure.
@@ -279,11 +319,16 @@ describe("HTTP surface", () => {
     const before = await catalogue(reg);
     const res = await reg.http("/role_for_user", { method: "POST", headers: { "content-type": "application/json" }, body });
     expect(res.status).toBe(400);
-    expect(await res.json()).toEqual({ error: { code: "invalid_input", message: expect.stringMatching(/^Cannot get role for user: the request body (is not valid JSON|must be a JSON object)$/) } });
+    expect(await res.json()).toEqual({
+      error: { code: "invalid_input", message: expect.stringMatching(/^Cannot get role for user: the request body (is not valid JSON|must be a JSON object)$/) },
+    });
     expect(await catalogue(reg)).toEqual(before);
   });
 
-  it.each([["a malformed", "{not json"], ["an oversize", "x".repeat(1024 * 1024 + 1)]])("ignores %s body on GET /list_services (old agents send bodies on GET)", async (_, body) => {
+  it.each([
+    ["a malformed", "{not json"],
+    ["an oversize", "x".repeat(1024 * 1024 + 1)],
+  ])("ignores %s body on GET /list_services (old agents send bodies on GET)", async (_, body) => {
     const res = await rawRequest(`${reg.url}/list_services`, "GET", body);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toEqual({ services: {} });
@@ -343,7 +388,9 @@ async function startHook(answer: Hook["answer"]): Promise<Hook> {
     hook.requests.push({ method: req.method!, path: req.url! });
     if (hook.answer === "hang") {
       held.push(res);
-      res.on("close", () => { if (!res.writableEnded) hook.aborted++; });
+      res.on("close", () => {
+        if (!res.writableEnded) hook.aborted++;
+      });
       return;
     }
     res.writeHead(hook.answer === "ok" ? 200 : 500).end();
@@ -357,7 +404,11 @@ async function startHook(answer: Hook["answer"]): Promise<Hook> {
     release() {
       for (const res of held.splice(0)) res.writeHead(200).end();
     },
-    stop: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
   return hook;
 }
@@ -390,7 +441,10 @@ describe("AGENT_REREAD_HOOK", () => {
     await waitFor(() => hook.requests.length === 1, "the hook call after add_service");
     expect(text(await call(c, "remove_service", { service_name: "svc" }))).toBe('Service "svc" removed.');
     await waitFor(() => hook.requests.length === 2, "the hook call after remove_service");
-    expect(hook.requests).toEqual([{ method: "GET", path: "/reread?source=registry" }, { method: "GET", path: "/reread?source=registry" }]);
+    expect(hook.requests).toEqual([
+      { method: "GET", path: "/reread?source=registry" },
+      { method: "GET", path: "/reread?source=registry" },
+    ]);
     await waitFor(() => reg.ctx.background.size === 0, "the hook calls to end");
     expect(reg.logs.join("\n")).not.toMatch(/Reread hook/);
   });

@@ -25,9 +25,20 @@ async function holdWriteLock(path: string, ms: number, sqlWhileHeld = ""): Promi
     console.log("locked");
     setTimeout(() => { db.exec("COMMIT"); console.log("released"); process.exit(0); }, ${ms});`;
   const proc = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  const holder: Holder = { proc, released: new Promise((r) => proc.once("exit", () => { holder.done = true; r(); })), done: false };
+  const holder: Holder = {
+    proc,
+    released: new Promise((r) =>
+      proc.once("exit", () => {
+        holder.done = true;
+        r();
+      }),
+    ),
+    done: false,
+  };
   await new Promise<void>((resolve, reject) => {
-    proc.stdout!.on("data", (d: Buffer) => { if (d.toString().includes("locked")) resolve(); });
+    proc.stdout!.on("data", (d: Buffer) => {
+      if (d.toString().includes("locked")) resolve();
+    });
     proc.once("exit", (code) => reject(new Error(`lock holder exited with ${code}`)));
   });
   return holder;
@@ -92,7 +103,8 @@ describe.runIf(ENGINE === "sqlite")("a SQLite file shared with other processes",
     const other = await registry(file);
     expect(JSON.parse(text(await call(await other.client(), "list_roles"))).map((r: { name: string }) => r.name)).toEqual(["from-outside", "inside"]);
     // The refused call is in the audit log with its outcome: its event waited for the lock too, in the background.
-    const outcomes = async () => ((await call(c, "list_audit_events", { action: "create_role" })).structuredContent as { events: { outcome: string }[] }).events.map((e) => e.outcome).sort();
+    const outcomes = async () =>
+      ((await call(c, "list_audit_events", { action: "create_role" })).structuredContent as { events: { outcome: string }[] }).events.map((e) => e.outcome).sort();
     await waitFor(async () => (await outcomes()).length === 2, "the refused call's audit event");
     expect(await outcomes()).toEqual(["ok", "unavailable"]);
     expect(reg.logs.join("\n")).not.toMatch(/Internal error/);
@@ -105,9 +117,14 @@ describe.runIf(ENGINE === "sqlite")("a SQLite file shared with other processes",
     const a = await registry(file);
     const b = await registry(file, { REGISTRY_SQLITE_BUSY_TIMEOUT: "0.2" });
     const ca = await a.client();
-    expect((await call(ca, "add_service", { service_name: "wiki", endpoint: server.url, description: "Wiki", requires_authorization: true, method_authorization: "Bearer" })).isError).toBeFalsy();
+    expect(
+      (await call(ca, "add_service", { service_name: "wiki", endpoint: server.url, description: "Wiki", requires_authorization: true, method_authorization: "Bearer" })).isError,
+    ).toBeFalsy();
     expect((await call(ca, "authorize_user_to_service", { service_name: "wiki", user_id: "ann", token: "t-1" })).isError).toBeFalsy();
-    const token = async () => { const r = await b.http("/token", post({ service_name: "wiki", user_id: "ann" })); return { status: r.status, body: await r.json() }; };
+    const token = async () => {
+      const r = await b.http("/token", post({ service_name: "wiki", user_id: "ann" }));
+      return { status: r.status, body: await r.json() };
+    };
     expect(await token()).toEqual({ status: 200, body: { token: "t-1", method_authorization: "Bearer" } });
 
     // b's write fails busy while the lock is held (the wave-one connection froze its snapshot here).
@@ -127,16 +144,28 @@ describe.runIf(ENGINE === "sqlite")("a SQLite file shared with other processes",
     const server = await startTestMcpServer({ setup: (s) => s.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] })) });
     stops.push(() => server.stop());
     // The first one creates and migrates the file; the others start at once.
-    const processes = await Promise.all([0, 1].map(async () => {
-      const port = await freePort();
-      const p = await spawnUntil(process.execPath, ["--import", "tsx", "main.ts"], { env: { ...env, MCP_PORT: String(port) }, ready: /MCP Registry listening/ });
-      stops.push(() => p.stop());
-      return { ...p, url: `http://127.0.0.1:${port}` };
-    }));
+    const processes = await Promise.all(
+      [0, 1].map(async () => {
+        const port = await freePort();
+        const p = await spawnUntil(process.execPath, ["--import", "tsx", "main.ts"], { env: { ...env, MCP_PORT: String(port) }, ready: /MCP Registry listening/ });
+        stops.push(() => p.stop());
+        return { ...p, url: `http://127.0.0.1:${port}` };
+      }),
+    );
     const stdio = new Client({ name: "stdio-writer", version: "1.0.0" });
-    await stdio.connect(new StdioClientTransport({ command: process.execPath, args: ["--import", "tsx", "stdio.ts"], cwd: ROOT, env: { ...process.env, ...env } as Record<string, string>, stderr: "ignore" }));
+    await stdio.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: ["--import", "tsx", "stdio.ts"],
+        cwd: ROOT,
+        env: { ...process.env, ...env } as Record<string, string>,
+        stderr: "ignore",
+      }),
+    );
     stops.push(() => stdio.close());
-    expect((await call(stdio, "add_service", { service_name: "wiki", endpoint: server.url, description: "Wiki", requires_authorization: true, method_authorization: "Bearer" })).isError).toBeFalsy();
+    expect(
+      (await call(stdio, "add_service", { service_name: "wiki", endpoint: server.url, description: "Wiki", requires_authorization: true, method_authorization: "Bearer" })).isError,
+    ).toBeFalsy();
 
     const N = 60;
     const ids = [...Array(N).keys()];
@@ -145,10 +174,16 @@ describe.runIf(ENGINE === "sqlite")("a SQLite file shared with other processes",
       ...ids.map((i) => fetch(`${one.url}/register_user`, post({ user_id: `one-${i}` })).then((r) => r.status)),
       ...ids.map(() => fetch(`${two.url}/token`, post({ service_name: "wiki", user_id: "nobody" })).then((r) => (r.status === 401 ? 200 : r.status))),
       ...ids.map((i) => call(stdio, "authorize_user_to_service", { service_name: "wiki", user_id: `stdio-${i}`, token: `tok-${i}` }).then((r) => (r.isError ? text(r) : 200))),
-      ...ids.map((i) => fetch(`${two.url}/mcp`, {
-        method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "create_role", arguments: { role_name: `two-${i}` } } }),
-      }).then(async (r) => { const body = await r.json(); return body.result?.isError ? body.result.content[0].text : r.status; })),
+      ...ids.map((i) =>
+        fetch(`${two.url}/mcp`, {
+          method: "POST",
+          headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+          body: JSON.stringify({ jsonrpc: "2.0", id: i, method: "tools/call", params: { name: "create_role", arguments: { role_name: `two-${i}` } } }),
+        }).then(async (r) => {
+          const body = await r.json();
+          return body.result?.isError ? body.result.content[0].text : r.status;
+        }),
+      ),
     ]);
     expect(results.filter((r) => r !== 200)).toEqual([]);
 

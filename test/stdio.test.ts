@@ -8,7 +8,15 @@ import { allTools } from "../registry.ts";
 import { call, ENGINE, freePort, freshDatabase, ROOT, startEverything, startTestRegistry, tempDir, TEST_SECRET, text, waitFor } from "./helpers.ts";
 
 // Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
-const CLEAN_ENV = { MCP_HOST: "127.0.0.1", AGENT_REREAD_HOOK: "", REGISTRY_ADMIN_KEYS: "", REGISTRY_AGENT_KEYS: "", REGISTRY_AUTH: "", REGISTRY_DISCOVERY_TIMEOUT: "", REGISTRY_SECRET: "" };
+const CLEAN_ENV = {
+  MCP_HOST: "127.0.0.1",
+  AGENT_REREAD_HOOK: "",
+  REGISTRY_ADMIN_KEYS: "",
+  REGISTRY_AGENT_KEYS: "",
+  REGISTRY_AUTH: "",
+  REGISTRY_DISCOVERY_TIMEOUT: "",
+  REGISTRY_SECRET: "",
+};
 const NODE_STDIO = ["--import", "tsx", "stdio.ts"];
 const SERVING = /MCP Registry serving MCP on stdio/;
 
@@ -30,24 +38,46 @@ function spawnRaw(cmd: string, args: string[], env: Record<string, string>) {
   const proc = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], detached: true });
   let stdout = "";
   let stderr = "";
-  proc.stdout!.on("data", (d: Buffer) => { stdout += d.toString(); });
-  proc.stderr!.on("data", (d: Buffer) => { stderr += d.toString(); });
+  proc.stdout!.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  proc.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
   cleanups.push(async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
-    try { process.kill(-proc.pid!, "SIGKILL"); } catch { /* gone */ }
+    try {
+      process.kill(-proc.pid!, "SIGKILL");
+    } catch {
+      /* gone */
+    }
     await exited;
   });
   const lines = () => stdout.split("\n").filter((l) => l !== "");
-  const parse = (line: string) => { try { return JSON.parse(line); } catch { return { unparsable: line }; } };
+  const parse = (line: string) => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      return { unparsable: line };
+    }
+  };
   return {
     proc,
     exited,
     stderr: () => stderr,
     /** Every line written to stdout so far, parsed (a non-JSON line shows up as {unparsable}). */
     messages: () => lines().map(parse),
-    send: (message: object) => proc.stdin!.write(JSON.stringify({ jsonrpc: "2.0", ...message }) + "\n"),
-    response: (id: number) => waitFor(() => lines().map(parse).find((m) => m.id === id), `the response to request ${id}\n${stderr}`, 60_000),
+    send: (message: object) => proc.stdin!.write(`${JSON.stringify({ jsonrpc: "2.0", ...message })}\n`),
+    response: (id: number) =>
+      waitFor(
+        () =>
+          lines()
+            .map(parse)
+            .find((m) => m.id === id),
+        `the response to request ${id}\n${stderr}`,
+        60_000,
+      ),
   };
 }
 
@@ -65,7 +95,9 @@ describe("node --import tsx stdio.ts", () => {
       stderr: "pipe",
     });
     let stderr = "";
-    transport.stderr!.on("data", (d: Buffer) => { stderr += d.toString(); });
+    transport.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
     const client = new Client({ name: "desktop-client", version: "1.0.0" });
     // A line on stdout that is not a protocol message would be reported here.
     const errors: Error[] = [];

@@ -21,9 +21,10 @@ describe("every query answers with its own rows", () => {
     [reg, server] = await Promise.all([
       startTestRegistry(),
       startTestMcpServer({
-        setup: (s) => s.setRequestHandler(ListToolsRequestSchema, () => ({
-          tools: ["search", "fetch"].map((name) => ({ name, description: `The ${name} tool`, inputSchema: { type: "object" as const } })),
-        })),
+        setup: (s) =>
+          s.setRequestHandler(ListToolsRequestSchema, () => ({
+            tools: ["search", "fetch"].map((name) => ({ name, description: `The ${name} tool`, inputSchema: { type: "object" as const } })),
+          })),
       }),
     ]);
     c = await reg.client();
@@ -61,42 +62,69 @@ describe("every query answers with its own rows", () => {
     "role of another user": async () => expect(await httpJson("/role_for_user", post({ user_id: "bob" }))).toEqual({ status: 200, body: { role: "writer" } }),
     "role of a user without one": async () => expect(await httpJson("/role_for_user", post({ user_id: "carol" }))).toEqual({ status: 200, body: { role: "" } }),
     "failed remove_role_from_user (the user has another role)": async () =>
-      expect(await tool("remove_role_from_user", { user_id: "ann", role_name: "writer" })).toEqual({ isError: true, text: 'Cannot remove role "writer" from user "ann": the user has role "reader"' }),
+      expect(await tool("remove_role_from_user", { user_id: "ann", role_name: "writer" })).toEqual({
+        isError: true,
+        text: 'Cannot remove role "writer" from user "ann": the user has role "reader"',
+      }),
     "failed remove_role_from_user (no such user)": async () =>
-      expect(await tool("remove_role_from_user", { user_id: "nobody", role_name: "reader" })).toEqual({ isError: true, text: 'Cannot remove role "reader" from user "nobody": no such user' }),
+      expect(await tool("remove_role_from_user", { user_id: "nobody", role_name: "reader" })).toEqual({
+        isError: true,
+        text: 'Cannot remove role "reader" from user "nobody": no such user',
+      }),
     "failed create_role (taken)": async () =>
       expect(await tool("create_role", { role_name: "reader" })).toEqual({ isError: true, text: 'Cannot create role "reader": a role with that name already exists' }),
     "failed revoke_user_token (none stored)": async () =>
-      expect(await tool("revoke_user_token", { service_name: "wiki", user_id: "carol" })).toEqual({ isError: true, text: 'Cannot revoke the token of user "carol" for service "wiki": no token is stored' }),
+      expect(await tool("revoke_user_token", { service_name: "wiki", user_id: "carol" })).toEqual({
+        isError: true,
+        text: 'Cannot revoke the token of user "carol" for service "wiki": no token is stored',
+      }),
     "failed attach (no such tool)": async () =>
-      expect(await tool("attach_role_to_tool", { tool_id: 999999, role_name: "reader" })).toEqual({ isError: true, text: 'Cannot attach role "reader" to tool 999999: no such tool' }),
+      expect(await tool("attach_role_to_tool", { tool_id: 999999, role_name: "reader" })).toEqual({
+        isError: true,
+        text: 'Cannot attach role "reader" to tool 999999: no such tool',
+      }),
     "list_users (a list)": async () =>
-      expect(JSON.parse((await tool("list_users")).text)).toEqual([["ann", "reader"], ["bob", "writer"], ["carol", ""]]),
+      expect(JSON.parse((await tool("list_users")).text)).toEqual([
+        ["ann", "reader"],
+        ["bob", "writer"],
+        ["carol", ""],
+      ]),
     "GET /list_users": async () => expect((await httpJson("/list_users")).body.users.map((u: { user: { user_id: string } }) => u.user.user_id)).toEqual(["ann", "bob", "carol"]),
-    "list_roles": async () => expect(JSON.parse((await tool("list_roles")).text)).toEqual([
-      { name: "reader", default_system_prompt: "You read." }, { name: "writer", default_system_prompt: "You write." },
-    ]),
-    "prompt of a role": async () => expect(await httpJson("/system_prompt_for_role", post({ role: "writer" }))).toEqual({ status: 200, body: { default_system_prompt: "You write." } }),
-    "prompt of an unknown role": async () => expect(await httpJson("/system_prompt_for_role", post({ role: "ghost" }))).toEqual({ status: 200, body: { default_system_prompt: "" } }),
+    list_roles: async () =>
+      expect(JSON.parse((await tool("list_roles")).text)).toEqual([
+        { name: "reader", default_system_prompt: "You read." },
+        { name: "writer", default_system_prompt: "You write." },
+      ]),
+    "prompt of a role": async () =>
+      expect(await httpJson("/system_prompt_for_role", post({ role: "writer" }))).toEqual({ status: 200, body: { default_system_prompt: "You write." } }),
+    "prompt of an unknown role": async () =>
+      expect(await httpJson("/system_prompt_for_role", post({ role: "ghost" }))).toEqual({ status: 200, body: { default_system_prompt: "" } }),
     "tools of a role": async () => expect((await httpJson("/tools_for_role", post({ role: "reader" }))).body.tools.map((t: { id: number }) => t.id)).toEqual([search]),
     "tools of a role without any": async () => expect(await httpJson("/tools_for_role", post({ role: "writer" }))).toEqual({ status: 200, body: { tools: [] } }),
     "token of a user who stored one": async () =>
       expect(await httpJson("/token", post({ service_name: "wiki", user_id: "ann" }))).toEqual({ status: 200, body: { token: "ann-secret", method_authorization: "Bearer" } }),
     "token of a user who stored none": async () => expect((await httpJson("/token", post({ service_name: "wiki", user_id: "bob" }))).status).toBe(401),
     "token for an unknown service": async () => expect((await httpJson("/token", post({ service_name: "nope", user_id: "ann" }))).status).toBe(404),
-    "get_tools": async () => expect(JSON.parse((await tool("get_tools", { service_name: "wiki" })).text).map((t: { name: string; roles: string[] }) => [t.name, t.roles]))
-      .toEqual([["search", ["reader"]], ["fetch", []]]),
+    get_tools: async () =>
+      expect(JSON.parse((await tool("get_tools", { service_name: "wiki" })).text).map((t: { name: string; roles: string[] }) => [t.name, t.roles])).toEqual([
+        ["search", ["reader"]],
+        ["fetch", []],
+      ]),
     "get_tools of an unknown service": async () => expect((await tool("get_tools", { service_name: "nope" })).isError).toBe(true),
-    "get_service": async () => expect(JSON.parse((await tool("get_service", { service_name: "wiki" })).text)).toMatchObject({ service_name: "wiki", tools: 2 }),
-    "list_services": async () => expect(await httpJson("/list_services")).toEqual({ status: 200, body: { services: { wiki: { transport: "streamable_http", url: server.url } } } }),
+    get_service: async () => expect(JSON.parse((await tool("get_service", { service_name: "wiki" })).text)).toMatchObject({ service_name: "wiki", tools: 2 }),
+    list_services: async () => expect(await httpJson("/list_services")).toEqual({ status: 200, body: { services: { wiki: { transport: "streamable_http", url: server.url } } } }),
   };
   const names = Object.keys(probes);
 
   it("each read shape right after every other one", async () => {
     for (const first of names) {
       for (const second of names) {
-        await probes[first]().catch((e) => { throw new Error(`${first} (before ${second}): ${e.message}`); });
-        await probes[second]().catch((e) => { throw new Error(`${second} (after ${first}): ${e.message}`); });
+        await probes[first]().catch((e) => {
+          throw new Error(`${first} (before ${second}): ${e.message}`);
+        });
+        await probes[second]().catch((e) => {
+          throw new Error(`${second} (after ${first}): ${e.message}`);
+        });
       }
     }
   }, 120_000);

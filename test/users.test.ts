@@ -59,12 +59,17 @@ describe("users", () => {
       expect(await userList()).toEqual([["ann", "analyst"]]);
     });
 
-    it("lists users as compact [user_id, role] pairs, role \"\" when none", async () => {
+    it('lists users as compact [user_id, role] pairs, role "" when none', async () => {
       await call(c, "assign_role_to_user", { user_id: "ann", role_name: "support" });
       await agent("/role_for_user", json({ user_id: "bob" }));
       const r = await call(c, "list_users");
       expect(text(r)).toBe('[["ann","support"],["bob",""]]');
-      expect(r.structuredContent).toEqual({ users: [["ann", "support"], ["bob", ""]] });
+      expect(r.structuredContent).toEqual({
+        users: [
+          ["ann", "support"],
+          ["bob", ""],
+        ],
+      });
     });
 
     it("refuses an unknown role, bad ids and wrong types without creating the user", async () => {
@@ -101,7 +106,10 @@ describe("users", () => {
       await expectToolError("remove_role_from_user", { user_id: "ann", role_name: "ghost" }, 'Cannot remove role "ghost" from user "ann": no such role');
       await expectToolError("remove_role_from_user", { user_id: "", role_name: "support" }, "Cannot remove role from user: user_id: must not be empty");
       await expectToolError("remove_role_from_user", { user_id: "ann", role_name: 1 }, "Cannot remove role from user: role_name: must be a string");
-      expect(await userList()).toEqual([["ann", "support"], ["bob", ""]]);
+      expect(await userList()).toEqual([
+        ["ann", "support"],
+        ["bob", ""],
+      ]);
     });
 
     it("is for admins only: an agent neither sees nor calls the user tools", async () => {
@@ -135,17 +143,28 @@ describe("users", () => {
       expect(await known.json()).toEqual({ role: "support" });
       const unknown = await agent("/role_for_user", json({ user_id: "bob" }));
       expect(await unknown.json()).toEqual({ role: "" });
-      expect(await userList()).toEqual([["ann", "support"], ["bob", ""]]);
+      expect(await userList()).toEqual([
+        ["ann", "support"],
+        ["bob", ""],
+      ]);
       // Asking again does not duplicate the user.
       expect(await (await agent("/role_for_user", json({ user_id: " bob " }))).json()).toEqual({ role: "" });
-      expect(await userList()).toEqual([["ann", "support"], ["bob", ""]]);
+      expect(await userList()).toEqual([
+        ["ann", "support"],
+        ["bob", ""],
+      ]);
     });
 
     it("answers 400 for an empty, missing or mistyped user_id and bad bodies, recording nobody", async () => {
       await expectHttpError(await agent("/role_for_user", json({ user_id: "" })), 400, "invalid_input", "Cannot get role for user: user_id: must not be empty");
       await expectHttpError(await agent("/role_for_user", json({})), 400, "invalid_input", "Cannot get role for user: user_id: ");
       await expectHttpError(await agent("/role_for_user", json({ user_id: 7 })), 400, "invalid_input", "Cannot get role for user: user_id: must be a string");
-      await expectHttpError(await agent("/role_for_user", json({ user_id: "u".repeat(257) })), 400, "invalid_input", "Cannot get role for user: user_id: must be at most 256 characters");
+      await expectHttpError(
+        await agent("/role_for_user", json({ user_id: "u".repeat(257) })),
+        400,
+        "invalid_input",
+        "Cannot get role for user: user_id: must be at most 256 characters",
+      );
       await expectHttpError(await agent("/role_for_user", { method: "POST", body: "{" }), 400, "invalid_input", "Cannot get role for user: the request body is not valid JSON");
       await expectHttpError(await agent("/role_for_user", json(null)), 400, "invalid_input", "Cannot get role for user: the request body must be a JSON object");
       expect(await userList()).toEqual([]);
@@ -163,23 +182,40 @@ describe("users", () => {
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ status: "user registered" });
       expect(await (await admin("/register_user", json({ user_id: "bob" }))).json()).toEqual({ status: "user registered" });
-      expect(await userList()).toEqual([["ann", "support"], ["bob", ""]]);
+      expect(await userList()).toEqual([
+        ["ann", "support"],
+        ["bob", ""],
+      ]);
       await admin("/register_user", json({ user_id: "bob", role_name: "analyst" }));
-      expect(await userList()).toEqual([["ann", "support"], ["bob", "analyst"]]);
+      expect(await userList()).toEqual([
+        ["ann", "support"],
+        ["bob", "analyst"],
+      ]);
       // Without a role name (left out, "" or null) a known user's role is left alone.
       for (const body of [{ user_id: "bob" }, { user_id: "bob", role_name: "" }, { user_id: "bob", role_name: null }]) {
         expect((await admin("/register_user", json(body))).status).toBe(200);
       }
-      expect(await userList()).toEqual([["ann", "support"], ["bob", "analyst"]]);
+      expect(await userList()).toEqual([
+        ["ann", "support"],
+        ["bob", "analyst"],
+      ]);
     });
 
     it("answers 404 for an unknown role and writes nothing", async () => {
-      await expectHttpError(await admin("/register_user", json({ user_id: "ann", role_name: "ghost" })), 404, "not_found",
-        'Cannot assign role "ghost" to user "ann": no such role');
+      await expectHttpError(
+        await admin("/register_user", json({ user_id: "ann", role_name: "ghost" })),
+        404,
+        "not_found",
+        'Cannot assign role "ghost" to user "ann": no such role',
+      );
       expect(await userList()).toEqual([]);
       await admin("/register_user", json({ user_id: "bob", role_name: "support" }));
-      await expectHttpError(await admin("/register_user", json({ user_id: "bob", role_name: "ghost" })), 404, "not_found",
-        'Cannot assign role "ghost" to user "bob": no such role');
+      await expectHttpError(
+        await admin("/register_user", json({ user_id: "bob", role_name: "ghost" })),
+        404,
+        "not_found",
+        'Cannot assign role "ghost" to user "bob": no such role',
+      );
       expect(await userList()).toEqual([["bob", "support"]]);
     });
 
@@ -208,8 +244,7 @@ describe("users", () => {
       await reg.ctx.db.delete(auditEvents);
       await admin("/register_user", json({ user_id: "ann", role_name: "support" }));
       await admin("/register_user", json({ user_id: "ann", role_name: "ghost" }));
-      const events = await reg.ctx.db.select({ action: auditEvents.action, target: auditEvents.target, outcome: auditEvents.outcome })
-        .from(auditEvents).orderBy(auditEvents.id);
+      const events = await reg.ctx.db.select({ action: auditEvents.action, target: auditEvents.target, outcome: auditEvents.outcome }).from(auditEvents).orderBy(auditEvents.id);
       expect(events).toEqual([
         { action: "register_user", target: "role_name=support user_id=ann", outcome: "ok" },
         { action: "register_user", target: "role_name=ghost user_id=ann", outcome: "not_found" },
@@ -218,7 +253,7 @@ describe("users", () => {
   });
 
   describe("GET /list_users", () => {
-    it("lists users with their role, \"\" when none", async () => {
+    it('lists users with their role, "" when none', async () => {
       const empty = await admin("/list_users");
       expect(empty.status).toBe(200);
       expect(await empty.json()).toEqual({ users: [] });

@@ -23,7 +23,7 @@ const RANK: Record<Principal, number> = { anonymous: 0, agent: 1, admin: 2 };
  * The least principal allowed for each MCP tool ("tool <name>") and HTTP route ("<METHOD> <path>").
  * Anything not listed needs admin.
  */
-export const RULES: Record<string, Principal> = {
+const RULES: Record<string, Principal> = {
   "GET /health": "anonymous",
   "GET /ready": "anonymous",
   "tool list_services": "agent",
@@ -86,7 +86,7 @@ export function createKeyRing(config: Config): KeyRing {
 }
 
 /** True for the host names and addresses of the loopback interface. */
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "").toLowerCase();
   return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h);
 }
@@ -106,10 +106,15 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     const rule = path === "/mcp" ? "MCP" : `${method} ${path}`;
     const anonymous = mayCall({ principal: "anonymous", label: "anonymous" }, rule);
-    const refusal = (guardHost ? foreignHost(c.req.header("host")) : null) ??
-      (anonymous && method === "GET" ? null : foreignOrigin(c, allowedOrigins, guardHost));
+    const refusal = (guardHost ? foreignHost(c.req.header("host")) : null) ?? (anonymous && method === "GET" ? null : foreignOrigin(c, allowedOrigins, guardHost));
     if (refusal) {
-      await recordAudit(ctx, { caller: { principal: "anonymous", label: "browser" }, action: "refused_request", target: `${method} ${path}`.slice(0, 200), outcome: "forbidden", detail: refusal });
+      await recordAudit(ctx, {
+        caller: { principal: "anonymous", label: "browser" },
+        action: "refused_request",
+        target: `${method} ${path}`.slice(0, 200),
+        outcome: "forbidden",
+        detail: refusal,
+      });
       throw new AppError("forbidden", refusal);
     }
     const caller = keys.resolve(c.req.header("authorization"));
@@ -152,7 +157,9 @@ function foreignOrigin(c: Context<AppEnv>, allowed: Set<string>, loopback: boole
   try {
     const url = new URL(origin);
     own = url.host === host || (loopback && isLoopback(url.hostname) && url.port === portOf(host));
-  } catch { /* "null" or malformed: not the registry's own */ }
+  } catch {
+    /* "null" or malformed: not the registry's own */
+  }
   return own ? null : `Origin "${origin.slice(0, 200)}" is not allowed: only the registry's own pages and REGISTRY_ALLOWED_ORIGINS may call it from a browser`;
 }
 
@@ -162,12 +169,13 @@ function portOf(host: string): string {
   return m && m[1] !== "80" ? m[1] : "";
 }
 
-
 /** The MCP serving of `tools`: each caller lists exactly the tools its rules let it call, and calls go through callTool. */
 export function mcpServing(tools: ToolDef[]): McpServing {
   const byName = new Map(tools.map((t) => [t.name, t]));
   const listed = listTools(tools);
-  const visible = Object.fromEntries((["anonymous", "agent", "admin"] as const).map((p) => [p, listed.filter((t) => mayCall({ principal: p, label: p }, `tool ${t.name}`))])) as Record<Principal, typeof listed>;
+  const visible = Object.fromEntries(
+    (["anonymous", "agent", "admin"] as const).map((p) => [p, listed.filter((t) => mayCall({ principal: p, label: p }, `tool ${t.name}`))]),
+  ) as Record<Principal, typeof listed>;
   return {
     server: (ctx, caller, validator): Server => createMcpServer(visible[caller.principal], (name, args) => callTool(ctx, byName, caller, name, args), validator),
     refused: (ctx, caller, action, reason) => void recordAudit(ctx, { caller, action, target: "", outcome: "invalid_input", detail: reason }),
@@ -178,7 +186,8 @@ export function mcpServing(tools: ToolDef[]): McpServing {
 async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Caller, name: string, args: unknown): Promise<CallToolResult> {
   const tool = tools.get(name);
   const run = async (pending: Parameters<ToolDef["run"]>[2]) => {
-    if (!tool || !mayCall(caller, `tool ${name}`)) throw new AppError(tool ? "forbidden" : "not_found", `Cannot call tool "${name}": ${tool ? "not allowed for this key" : "no such tool"}`);
+    if (!tool || !mayCall(caller, `tool ${name}`))
+      throw new AppError(tool ? "forbidden" : "not_found", `Cannot call tool "${name}": ${tool ? "not allowed for this key" : "no such tool"}`);
     const input = validate(tool.input, args ?? {}, name.replaceAll("_", " "));
     pending.entry.target = auditTarget(input);
     const out = await tool.run(ctx, input, pending);
@@ -187,7 +196,7 @@ async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Caller, n
   try {
     // Every call of a tool that changes something is audited, allowed or not, succeeded or not.
     const entry = { caller, action: name, target: auditTarget(args) };
-    if (!tool || !tool.annotations.readOnlyHint) return await audited(ctx, entry, run);
+    if (!tool?.annotations.readOnlyHint) return await audited(ctx, entry, run);
     return await run({ entry: { ...entry, outcome: "ok" }, written: true });
   } catch (thrown) {
     const err = recognizeError(thrown);

@@ -12,7 +12,6 @@ import * as v from "valibot";
 import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 
-
 // Input fields that name what an action is about; anything else (tokens, prompts) is left out.
 const TARGET_FIELDS = ["service_name", "role_name", "role", "user_id", "tool_id"] as const;
 
@@ -22,7 +21,8 @@ export function auditTarget(input: unknown): string {
   const record = input as Record<string, unknown>;
   // Names are strings or numbers: anything else (an array nested thousands deep) is never turned into text.
   return TARGET_FIELDS.filter((f) => (typeof record[f] === "string" && record[f] !== "") || typeof record[f] === "number")
-    .map((f) => `${f}=${String(record[f]).slice(0, 200)}`).join(" ");
+    .map((f) => `${f}=${String(record[f]).slice(0, 200)}`)
+    .join(" ");
 }
 
 type AuditRow = QueuedAudit["row"];
@@ -66,8 +66,17 @@ async function writeQueued(ctx: Ctx, queue: AuditQueue): Promise<void> {
         await ctx.db.insert(ctx.tables.auditEvents).values(batch.map((q) => q.row));
       } catch (err) {
         // A busy or unreachable database: the callers have their answer; their events are written later.
-        if (recognizeError(err) instanceof AppError) retryLater(ctx, batch.map((q) => q.row));
-        else logLost(ctx, batch.map((q) => q.row), err);
+        if (recognizeError(err) instanceof AppError)
+          retryLater(
+            ctx,
+            batch.map((q) => q.row),
+          );
+        else
+          logLost(
+            ctx,
+            batch.map((q) => q.row),
+            err,
+          );
       }
       for (const q of batch) q.stored();
     }
@@ -100,19 +109,19 @@ function logLost(ctx: Ctx, rows: AuditRow[], err: unknown): void {
   ctx.log.error(`Cannot write audit event${rows.length === 1 ? "" : `s (${rows.length})`}`, { action: actions.join(","), reason: logReason(err) });
 }
 
-export const ListAuditEventsInput = v.object({
+const ListAuditEventsInput = v.object({
   action: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters"))),
   target: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(256, "must be at most 256 characters"))),
   since: v.optional(v.pipe(v.string("must be a string"), v.isoTimestamp("must be an ISO 8601 timestamp such as 2026-01-31T12:00:00Z"))),
   limit: v.optional(v.pipe(v.number("must be a number"), v.integer("must be an integer"), v.minValue(1, "must be at least 1"), v.maxValue(500, "must be at most 500")), 50),
   before_id: v.optional(v.pipe(v.number("must be a number"), v.integer("must be an integer"), v.minValue(1, "must be at least 1"))),
 });
-export type ListAuditEventsInput = v.InferOutput<typeof ListAuditEventsInput>;
+type ListAuditEventsInput = v.InferOutput<typeof ListAuditEventsInput>;
 
 const AuditEvent = v.object({ id: v.number(), at: v.string(), actor: v.string(), action: v.string(), target: v.string(), outcome: v.string(), detail: v.string() });
 
 /** Newest events first; `next_before_id` continues the listing, null at the end. */
-export async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
+async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
   const { auditEvents } = ctx.tables;
   const where: SQL[] = [];
   if (input.action) where.push(eq(auditEvents.action, input.action));
@@ -120,7 +129,12 @@ export async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
   if (input.target) where.push(sql`${auditEvents.target} like ${`%${input.target.replace(/[\\%_]/g, "\\$&")}%`} escape '\\'`);
   if (input.since) where.push(gte(auditEvents.at, new Date(input.since).toISOString()));
   if (input.before_id) where.push(lt(auditEvents.id, input.before_id));
-  const rows = await ctx.db.select().from(auditEvents).where(and(...where)).orderBy(desc(auditEvents.id)).limit(input.limit + 1);
+  const rows = await ctx.db
+    .select()
+    .from(auditEvents)
+    .where(and(...where))
+    .orderBy(desc(auditEvents.id))
+    .limit(input.limit + 1);
   const events = rows.slice(0, input.limit);
   return { events, next_before_id: rows.length > input.limit ? events[events.length - 1].id : null };
 }
@@ -129,7 +143,8 @@ const tools = [
   defineTool({
     name: "list_audit_events",
     title: "List audit events",
-    description: "List audit events, newest first. Filters: action (exact), target (substring, e.g. user_id=ann), since (ISO time). Pass next_before_id as before_id for the next page.",
+    description:
+      "List audit events, newest first. Filters: action (exact), target (substring, e.g. user_id=ann), since (ISO time). Pass next_before_id as before_id for the next page.",
     input: ListAuditEventsInput,
     output: v.object({ events: v.array(AuditEvent), next_before_id: v.nullable(v.number()) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
@@ -139,7 +154,6 @@ const tools = [
     },
   }),
 ];
-
 
 /** How often the retention runs (and once a second after start). */
 const RETENTION_EVERY_MS = 60 * 60 * 1000;
@@ -179,7 +193,12 @@ function startAuditRetention(ctx: Ctx, firstInMs = 1000): { stop(): void } {
  * message), then the result is returned or the error thrown on. `work` may refine the pending entry's
  * target once it has validated its input. The one wrapper for MCP tools and HTTP routes alike.
  */
-export async function audited<T>(ctx: Ctx, entry: { caller: Caller; action: string; target: string }, work: (pending: PendingAudit) => Promise<T>, opts: { failureDetail?: boolean } = {}): Promise<T> {
+export async function audited<T>(
+  ctx: Ctx,
+  entry: { caller: Caller; action: string; target: string },
+  work: (pending: PendingAudit) => Promise<T>,
+  opts: { failureDetail?: boolean } = {},
+): Promise<T> {
   const pending: PendingAudit = { entry: { ...entry, outcome: "ok" }, written: false };
   let result: T;
   try {

@@ -15,9 +15,8 @@ import { defineTool } from "../../shared/mcp.ts";
 const MAX_TOKEN_BYTES = 8192;
 const encoder = new TextEncoder();
 
-
 // Surrounding whitespace is never part of an HTTP credential; control characters would break the header.
-export const Token = v.pipe(
+const Token = v.pipe(
   v.string("must be a string"),
   v.trim(),
   v.nonEmpty("must not be empty"),
@@ -25,14 +24,14 @@ export const Token = v.pipe(
   v.regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
 );
 
-export const AuthorizeInput = v.object({ service_name: ServiceName, user_id: UserId, token: Token });
-export type AuthorizeInput = v.InferOutput<typeof AuthorizeInput>;
+const AuthorizeInput = v.object({ service_name: ServiceName, user_id: UserId, token: Token });
+type AuthorizeInput = v.InferOutput<typeof AuthorizeInput>;
 
-export const UserServiceInput = v.object({ service_name: ServiceName, user_id: UserId });
-export type UserServiceInput = v.InferOutput<typeof UserServiceInput>;
+const UserServiceInput = v.object({ service_name: ServiceName, user_id: UserId });
+type UserServiceInput = v.InferOutput<typeof UserServiceInput>;
 
 /** What /token answers: the credential and how to send it, or "Ok" for a service that needs none. */
-export type TokenAnswer = { token: string; method_authorization: string } | { status: "Ok" };
+type TokenAnswer = { token: string; method_authorization: string } | { status: "Ok" };
 
 // The row a ciphertext belongs to: service row id (never reused) and user name (unique). A ciphertext
 // copied to another row, or left from a removed service re-added under the same name, does not decrypt.
@@ -56,13 +55,16 @@ export async function sealUserToken(ctx: Ctx, serviceId: number, userId: string,
   }
   await atomic(ctx.db, (q) => [
     q.insert(users).values({ userId }).onConflictDoNothing(),
-    q.insert(userTokens).values(row).onConflictDoUpdate({ target: [userTokens.userId, userTokens.serviceId], set: { ciphertext, updatedAt } }),
+    q
+      .insert(userTokens)
+      .values(row)
+      .onConflictDoUpdate({ target: [userTokens.userId, userTokens.serviceId], set: { ciphertext, updatedAt } }),
   ]);
   return true;
 }
 
 /** Stores or replaces a user's token for a service that requires authorization; an unknown user is created. */
-export async function storeUserToken(ctx: Ctx, input: AuthorizeInput): Promise<void> {
+async function storeUserToken(ctx: Ctx, input: AuthorizeInput): Promise<void> {
   const { services } = ctx.tables;
   const action = `store the token of user "${input.user_id}" for service "${input.service_name}"`;
   const service = await findServiceForToken(ctx, input.service_name, action);
@@ -78,13 +80,18 @@ export async function storeUserToken(ctx: Ctx, input: AuthorizeInput): Promise<v
 }
 
 /** Removes a user's stored token for a service; not_found when none is stored. */
-export async function revokeUserToken(ctx: Ctx, input: UserServiceInput): Promise<void> {
+async function revokeUserToken(ctx: Ctx, input: UserServiceInput): Promise<void> {
   const { services, users, userTokens } = ctx.tables;
   const action = `revoke the token of user "${input.user_id}" for service "${input.service_name}"`;
-  const deleted = await ctx.db.delete(userTokens).where(and(
-    eq(userTokens.serviceId, sql`(select ${services.id} from ${services} where ${services.name} = ${input.service_name})`),
-    eq(userTokens.userId, sql`(select ${users.id} from ${users} where ${users.userId} = ${input.user_id})`),
-  )).returning({ serviceId: userTokens.serviceId });
+  const deleted = await ctx.db
+    .delete(userTokens)
+    .where(
+      and(
+        eq(userTokens.serviceId, sql`(select ${services.id} from ${services} where ${services.name} = ${input.service_name})`),
+        eq(userTokens.userId, sql`(select ${users.id} from ${users} where ${users.userId} = ${input.user_id})`),
+      ),
+    )
+    .returning({ serviceId: userTokens.serviceId });
   if (deleted.length === 0) {
     await findServiceForToken(ctx, input.service_name, action);
     throw new AppError("not_found", `Cannot ${action}: no token is stored`);
@@ -92,7 +99,7 @@ export async function revokeUserToken(ctx: Ctx, input: UserServiceInput): Promis
 }
 
 /** The credential an agent sends to a service for a user, in one query; token_missing when there is none. */
-export async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<TokenAnswer> {
+async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<TokenAnswer> {
   const action = `read the token of user "${input.user_id}" for service "${input.service_name}"`;
   const row = await firstRow(tokenQuery(ctx), { serviceName: input.service_name, userId: input.user_id });
   if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
@@ -132,20 +139,28 @@ async function reencryptUserTokens(ctx: Ctx): Promise<number> {
     .innerJoin(users, eq(users.id, userTokens.userId))
     .innerJoin(services, eq(services.id, userTokens.serviceId))
     .where(notLike(userTokens.ciphertext, `${ctx.vault.currentPrefix}%`));
-  return reencryptSecrets(ctx.vault, ctx.config, ctx.log, "user token", rows.map((r) => ({
-    sealed: r.ciphertext,
-    aad: tokenAad(r.serviceId, r.userId),
-    names: { service_name: r.serviceName, user_id: r.userId },
-    // Only if unchanged meanwhile (another instance may rotate or the user may store a new token).
-    replace: (ciphertext) => ctx.db.update(userTokens).set({ ciphertext })
-      .where(and(eq(userTokens.userId, r.userRowId), eq(userTokens.serviceId, r.serviceId), eq(userTokens.ciphertext, r.ciphertext))),
-  })));
+  return reencryptSecrets(
+    ctx.vault,
+    ctx.config,
+    ctx.log,
+    "user token",
+    rows.map((r) => ({
+      sealed: r.ciphertext,
+      aad: tokenAad(r.serviceId, r.userId),
+      names: { service_name: r.serviceName, user_id: r.userId },
+      // Only if unchanged meanwhile (another instance may rotate or the user may store a new token).
+      replace: (ciphertext) =>
+        ctx.db
+          .update(userTokens)
+          .set({ ciphertext })
+          .where(and(eq(userTokens.userId, r.userRowId), eq(userTokens.serviceId, r.serviceId), eq(userTokens.ciphertext, r.ciphertext))),
+    })),
+  );
 }
 
 async function findServiceForToken(ctx: Ctx, name: string, action: string) {
   const { services } = ctx.tables;
-  const [service] = await ctx.db.select({ id: services.id, requiresAuthorization: services.requiresAuthorization })
-    .from(services).where(eq(services.name, name)).limit(1);
+  const [service] = await ctx.db.select({ id: services.id, requiresAuthorization: services.requiresAuthorization }).from(services).where(eq(services.name, name)).limit(1);
   if (!service) throw new AppError("not_found", `Cannot ${action}: no such service`);
   return service;
 }
@@ -154,7 +169,8 @@ const tools = [
   defineTool({
     name: "authorize_user_to_service",
     title: "Store a user's token for a service",
-    description: "Store (or replace) the token a user gave for a service that requires authorization; an unknown user is created. " +
+    description:
+      "Store (or replace) the token a user gave for a service that requires authorization; an unknown user is created. " +
       "Call it after /token answered 401 token_missing and the user supplied the token, then repeat the original request.",
     input: AuthorizeInput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },

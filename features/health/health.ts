@@ -19,7 +19,8 @@ const routes = new Hono<AppEnv>()
       return c.json({ status: "ready" });
     } catch (err) {
       // The reason names what failed in the registry's words (never SQL or a connection string).
-      const reason = (err as { status?: number }).status === 503 ? "the database is busy: its write lock could not be taken within 1 s" : `the database does not answer: ${describe(err)}`;
+      const reason =
+        (err as { status?: number }).status === 503 ? "the database is busy: its write lock could not be taken within 1 s" : `the database does not answer: ${describe(err)}`;
       c.get("ctx").log.warn("Not ready", { reason });
       return c.json({ status: "unavailable", reason }, 503);
     }

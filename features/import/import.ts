@@ -30,7 +30,10 @@ export type ImportReport = {
 export function legacyDatabasePath(url: string): string {
   const scheme = /^([a-z][\w+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
   if (scheme && !scheme.startsWith("sqlite")) {
-    throw new AppError("invalid_input", `Cannot import from "${scheme}": only the predecessor's SQLite database can be imported (sqlite:///path/to/dev.db); copy a MySQL database to SQLite first`);
+    throw new AppError(
+      "invalid_input",
+      `Cannot import from "${scheme}": only the predecessor's SQLite database can be imported (sqlite:///path/to/dev.db); copy a MySQL database to SQLite first`,
+    );
   }
   const path = url.replace(/^sqlite(\+aiosqlite)?:\/\/\//i, "").replace(/^file:/, "");
   if (!path || path === ":memory:") throw new AppError("invalid_input", `Cannot import from "${url}": name the predecessor's SQLite file`);
@@ -71,7 +74,10 @@ async function importServices({ ctx, old, report, skip }: Run): Promise<Set<stri
       endpoint = normalizeEndpoint(raw.endpoint);
     } catch (err) {
       notImported.add(raw.service_name);
-      skip(`service "${raw.service_name}"`, `its endpoint "${raw.endpoint}" ${(err as Error).message} (agents cannot call a local path or command); add it again with add_service at an http(s) URL`);
+      skip(
+        `service "${raw.service_name}"`,
+        `its endpoint "${raw.endpoint}" ${(err as Error).message} (agents cannot call a local path or command); add it again with add_service at an http(s) URL`,
+      );
       continue;
     }
     const s = { ...raw, endpoint };
@@ -80,21 +86,28 @@ async function importServices({ ctx, old, report, skip }: Run): Promise<Set<stri
       if (byName.endpoint !== s.endpoint) skip(`service "${s.service_name}"`, `a service of that name already exists here with endpoint "${byName.endpoint}"`);
       continue;
     }
-    const [byEndpoint] = await ctx.db.select({ name: t.services.name }).from(t.services).where(inArray(t.services.endpoint, endpointSpellings(s.endpoint))).limit(1);
+    const [byEndpoint] = await ctx.db
+      .select({ name: t.services.name })
+      .from(t.services)
+      .where(inArray(t.services.endpoint, endpointSpellings(s.endpoint)))
+      .limit(1);
     if (byEndpoint) {
       skip(`service "${s.service_name}"`, `service "${byEndpoint.name}" already uses endpoint "${s.endpoint}"`);
       continue;
     }
     const requires = Boolean(s.requires_authorization);
-    await ctx.db.insert(t.services).values({
-      name: s.service_name,
-      endpoint: s.endpoint,
-      description: s.description ?? "",
-      // The predecessor kept no transport; it spoke SSE to endpoints ending in /sse.
-      transport: /\/sse\/?$/.test(new URL(s.endpoint, "http://x").pathname) ? "sse" : "streamable_http",
-      requiresAuthorization: requires,
-      methodAuthorization: requires ? s.method_authorization ?? "" : "",
-    }).onConflictDoNothing();
+    await ctx.db
+      .insert(t.services)
+      .values({
+        name: s.service_name,
+        endpoint: s.endpoint,
+        description: s.description ?? "",
+        // The predecessor kept no transport; it spoke SSE to endpoints ending in /sse.
+        transport: /\/sse\/?$/.test(new URL(s.endpoint, "http://x").pathname) ? "sse" : "streamable_http",
+        requiresAuthorization: requires,
+        methodAuthorization: requires ? (s.method_authorization ?? "") : "",
+      })
+      .onConflictDoNothing();
     report.imported.services++;
   }
   return notImported;
@@ -119,7 +132,11 @@ async function importTools({ ctx, old, report, skip }: Run, notImported: Set<str
       else skip(what, `id ${tool.id} is already used here by another tool`);
       continue;
     }
-    const [sameName] = await ctx.db.select({ id: t.tools.id }).from(t.tools).where(and(eq(t.tools.serviceId, serviceId), eq(t.tools.name, tool.name))).limit(1);
+    const [sameName] = await ctx.db
+      .select({ id: t.tools.id })
+      .from(t.tools)
+      .where(and(eq(t.tools.serviceId, serviceId), eq(t.tools.name, tool.name)))
+      .limit(1);
     if (sameName) {
       skip(what, `the service already has a tool of that name here (id ${sameName.id})`);
       continue;
@@ -136,7 +153,11 @@ async function importTools({ ctx, old, report, skip }: Run, notImported: Set<str
 async function importRoles({ ctx, old, report, skip }: Run, importedTools: Set<number>): Promise<RoleNames> {
   const t = ctx.tables;
   for (const r of old.roles) {
-    const inserted = await ctx.db.insert(t.roles).values({ name: r.name, defaultSystemPrompt: r.default_system_prompt ?? "" }).onConflictDoNothing().returning({ id: t.roles.id });
+    const inserted = await ctx.db
+      .insert(t.roles)
+      .values({ name: r.name, defaultSystemPrompt: r.default_system_prompt ?? "" })
+      .onConflictDoNothing()
+      .returning({ id: t.roles.id });
     report.imported.roles += inserted.length;
   }
   const ids = new Map((await ctx.db.select({ id: t.roles.id, name: t.roles.name }).from(t.roles)).map((r) => [r.name, r.id]));
@@ -160,8 +181,11 @@ async function importUsers({ ctx, old, report, skip }: Run, roles: RoleNames): P
   for (const u of old.users) {
     const roleName = u.role_id_fk === null ? undefined : roles.names.get(u.role_id_fk);
     if (u.role_id_fk !== null && roleName === undefined) skip(`role of user "${u.user_id}"`, `role ${u.role_id_fk} no longer exists; the user is imported without a role`);
-    const inserted = await ctx.db.insert(t.users).values({ userId: u.user_id, roleId: roleName === undefined ? null : roles.ids.get(roleName) ?? null })
-      .onConflictDoNothing().returning({ id: t.users.id });
+    const inserted = await ctx.db
+      .insert(t.users)
+      .values({ userId: u.user_id, roleId: roleName === undefined ? null : (roles.ids.get(roleName) ?? null) })
+      .onConflictDoNothing()
+      .returning({ id: t.users.id });
     report.imported.users += inserted.length;
   }
 }
@@ -171,7 +195,9 @@ async function importTokens({ ctx, old, report, skip }: Run): Promise<void> {
   const t = ctx.tables;
   const oldServiceNames = new Set(old.services.map((s) => s.service_name));
   const oldUserIds = new Map(old.users.map((u) => [u.id, u.user_id]));
-  const services = new Map((await ctx.db.select({ id: t.services.id, name: t.services.name, requires: t.services.requiresAuthorization }).from(t.services)).map((s) => [s.name, s]));
+  const services = new Map(
+    (await ctx.db.select({ id: t.services.id, name: t.services.name, requires: t.services.requiresAuthorization }).from(t.services)).map((s) => [s.name, s]),
+  );
   for (const tok of old.tokens) {
     const userId = oldUserIds.get(tok.user_id_fk);
     const what = `token of user ${userId ? `"${userId}"` : `#${tok.user_id_fk}`} for service "${tok.service_name}"`;

@@ -12,34 +12,34 @@ import { RoleName, RoleNameOrNone, ToolId } from "../../shared/names.ts";
 import { defineTool } from "../../shared/mcp.ts";
 
 /** Largest default system prompt a role may have, in characters. */
-export const MAX_PROMPT_LENGTH = 8192;
+const MAX_PROMPT_LENGTH = 8192;
 
 const SystemPrompt = v.pipe(v.string("must be a string"), v.maxLength(MAX_PROMPT_LENGTH, `must be at most ${MAX_PROMPT_LENGTH} characters`));
 
-export const CreateRoleInput = v.object({ role_name: RoleName, default_system_prompt: v.optional(SystemPrompt, "") });
-export type CreateRoleInput = v.InferOutput<typeof CreateRoleInput>;
+const CreateRoleInput = v.object({ role_name: RoleName, default_system_prompt: v.optional(SystemPrompt, "") });
+type CreateRoleInput = v.InferOutput<typeof CreateRoleInput>;
 
-export const RoleNameInput = v.object({ role_name: RoleName });
-export type RoleNameInput = v.InferOutput<typeof RoleNameInput>;
+const RoleNameInput = v.object({ role_name: RoleName });
+type RoleNameInput = v.InferOutput<typeof RoleNameInput>;
 
-export const SetPromptInput = v.object({ role_name: RoleName, default_system_prompt: SystemPrompt });
-export type SetPromptInput = v.InferOutput<typeof SetPromptInput>;
+const SetPromptInput = v.object({ role_name: RoleName, default_system_prompt: SystemPrompt });
+type SetPromptInput = v.InferOutput<typeof SetPromptInput>;
 
-export const ToolRoleInput = v.object({ tool_id: ToolId, role_name: RoleName });
-export type ToolRoleInput = v.InferOutput<typeof ToolRoleInput>;
+const ToolRoleInput = v.object({ tool_id: ToolId, role_name: RoleName });
+type ToolRoleInput = v.InferOutput<typeof ToolRoleInput>;
 
 /** Body of POST /tools_for_role: the role must be named. */
-export const ToolsForRoleInput = v.object({ role: RoleName });
-export type ToolsForRoleInput = v.InferOutput<typeof ToolsForRoleInput>;
+const ToolsForRoleInput = v.object({ role: RoleName });
+type ToolsForRoleInput = v.InferOutput<typeof ToolsForRoleInput>;
 
 /** Body of POST /system_prompt_for_role: "" (a user without a role) is allowed and has the prompt "". */
-export const PromptForRoleInput = v.object({ role: RoleNameOrNone });
-export type PromptForRoleInput = v.InferOutput<typeof PromptForRoleInput>;
+const PromptForRoleInput = v.object({ role: RoleNameOrNone });
+type PromptForRoleInput = v.InferOutput<typeof PromptForRoleInput>;
 
 const RoleRow = v.object({ name: v.string(), default_system_prompt: v.string() });
 
 /** Creates a role; a taken name is a conflict. */
-export async function createRole(ctx: Ctx, input: CreateRoleInput): Promise<void> {
+async function createRole(ctx: Ctx, input: CreateRoleInput): Promise<void> {
   const { roles } = ctx.tables;
   try {
     await ctx.db.insert(roles).values({ name: input.role_name, defaultSystemPrompt: input.default_system_prompt });
@@ -50,23 +50,22 @@ export async function createRole(ctx: Ctx, input: CreateRoleInput): Promise<void
 }
 
 /** Removes a role; foreign keys detach it from its tools and clear it from its users. */
-export async function removeRole(ctx: Ctx, input: RoleNameInput): Promise<void> {
+async function removeRole(ctx: Ctx, input: RoleNameInput): Promise<void> {
   const { roles } = ctx.tables;
   const deleted = await ctx.db.delete(roles).where(eq(roles.name, input.role_name)).returning({ id: roles.id });
   if (deleted.length === 0) throw new AppError("not_found", `Cannot remove role "${input.role_name}": no such role`);
 }
 
 /** All roles with their default system prompt, by name. */
-export async function listRoles(ctx: Ctx): Promise<{ name: string; default_system_prompt: string }[]> {
+async function listRoles(ctx: Ctx): Promise<{ name: string; default_system_prompt: string }[]> {
   const { roles } = ctx.tables;
   return ctx.db.select({ name: roles.name, default_system_prompt: roles.defaultSystemPrompt }).from(roles).orderBy(asc(roles.name));
 }
 
 /** Replaces a role's default system prompt. */
-export async function setRoleSystemPrompt(ctx: Ctx, input: SetPromptInput): Promise<void> {
+async function setRoleSystemPrompt(ctx: Ctx, input: SetPromptInput): Promise<void> {
   const { roles } = ctx.tables;
-  const updated = await ctx.db.update(roles).set({ defaultSystemPrompt: input.default_system_prompt })
-    .where(eq(roles.name, input.role_name)).returning({ id: roles.id });
+  const updated = await ctx.db.update(roles).set({ defaultSystemPrompt: input.default_system_prompt }).where(eq(roles.name, input.role_name)).returning({ id: roles.id });
   if (updated.length === 0) throw new AppError("not_found", `Cannot set the system prompt of role "${input.role_name}": no such role`);
 }
 
@@ -77,8 +76,12 @@ async function findLink(ctx: Ctx, input: ToolRoleInput, action: string): Promise
   const { roles, tools, services } = ctx.tables;
   const [[role], [tool]] = await Promise.all([
     ctx.db.select({ id: roles.id }).from(roles).where(eq(roles.name, input.role_name)).limit(1),
-    ctx.db.select({ id: tools.id, name: tools.name, service: services.name }).from(tools)
-      .innerJoin(services, eq(services.id, tools.serviceId)).where(eq(tools.id, input.tool_id)).limit(1),
+    ctx.db
+      .select({ id: tools.id, name: tools.name, service: services.name })
+      .from(tools)
+      .innerJoin(services, eq(services.id, tools.serviceId))
+      .where(eq(tools.id, input.tool_id))
+      .limit(1),
   ]);
   if (!role) throw new AppError("not_found", `Cannot ${action}: no such role`);
   if (!tool) throw new AppError("not_found", `Cannot ${action}: no such tool`);
@@ -87,13 +90,12 @@ async function findLink(ctx: Ctx, input: ToolRoleInput, action: string): Promise
 }
 
 /** Lets a role use a tool; true when it was attached now, false when it already was. */
-export async function attachRoleToTool(ctx: Ctx, input: ToolRoleInput): Promise<{ attached: boolean; label: string }> {
+async function attachRoleToTool(ctx: Ctx, input: ToolRoleInput): Promise<{ attached: boolean; label: string }> {
   const { toolRoles } = ctx.tables;
   const action = `attach role "${input.role_name}" to tool ${input.tool_id}`;
   const link = await findLink(ctx, input, action);
   try {
-    const inserted = await ctx.db.insert(toolRoles).values({ toolId: link.toolId, roleId: link.roleId })
-      .onConflictDoNothing().returning({ toolId: toolRoles.toolId });
+    const inserted = await ctx.db.insert(toolRoles).values({ toolId: link.toolId, roleId: link.roleId }).onConflictDoNothing().returning({ toolId: toolRoles.toolId });
     return { attached: inserted.length > 0, label: link.label };
   } catch (err) {
     // The role or the tool was removed meanwhile (foreign key): report which one.
@@ -103,10 +105,12 @@ export async function attachRoleToTool(ctx: Ctx, input: ToolRoleInput): Promise<
 }
 
 /** Stops a role from using a tool; true when it was detached now, false when it was not attached. */
-export async function detachRoleFromTool(ctx: Ctx, input: ToolRoleInput): Promise<{ detached: boolean; label: string }> {
+async function detachRoleFromTool(ctx: Ctx, input: ToolRoleInput): Promise<{ detached: boolean; label: string }> {
   const { toolRoles } = ctx.tables;
   const link = await findLink(ctx, input, `detach role "${input.role_name}" from tool ${input.tool_id}`);
-  const deleted = await ctx.db.delete(toolRoles).where(and(eq(toolRoles.toolId, link.toolId), eq(toolRoles.roleId, link.roleId)))
+  const deleted = await ctx.db
+    .delete(toolRoles)
+    .where(and(eq(toolRoles.toolId, link.toolId), eq(toolRoles.roleId, link.roleId)))
     .returning({ toolId: toolRoles.toolId });
   return { detached: deleted.length > 0, label: link.label };
 }
@@ -120,28 +124,48 @@ const encoder = new TextEncoder();
  * builds the JSON text (jsonRows), and the body is encoded once and kept while the catalogue is unchanged
  * (shared/catalogue.ts): the 200-row join and encoding 31 KB cost more than the rest of the request.
  */
-export async function toolsForRoleBody(ctx: Ctx, input: ToolsForRoleInput): Promise<Uint8Array<ArrayBuffer>> {
-  return fromCatalogue(ctx, `tools_for_role ${input.role}`, async () => {
-    const { roles, tools, toolRoles, services } = ctx.tables;
-    const fields = { id: tools.id, name: tools.name, description: tools.description, service_name: services.name };
-    const json = await jsonRows(ctx, "tools_for_role", fields, sql`${services.name}, ${tools.id}`, (selected) =>
-      ctx.db.select(selected)
-        .from(toolRoles)
-        .innerJoin(roles, eq(roles.id, toolRoles.roleId))
-        .innerJoin(tools, eq(tools.id, toolRoles.toolId))
-        .innerJoin(services, eq(services.id, tools.serviceId))
-        .where(eq(roles.name, sql.placeholder("role"))), { role: input.role });
-    return encoder.encode(`{"tools":${json}}`);
-  }, (body) => body.byteLength);
+async function toolsForRoleBody(ctx: Ctx, input: ToolsForRoleInput): Promise<Uint8Array<ArrayBuffer>> {
+  return fromCatalogue(
+    ctx,
+    `tools_for_role ${input.role}`,
+    async () => {
+      const { roles, tools, toolRoles, services } = ctx.tables;
+      const fields = { id: tools.id, name: tools.name, description: tools.description, service_name: services.name };
+      const json = await jsonRows(
+        ctx,
+        "tools_for_role",
+        fields,
+        sql`${services.name}, ${tools.id}`,
+        (selected) =>
+          ctx.db
+            .select(selected)
+            .from(toolRoles)
+            .innerJoin(roles, eq(roles.id, toolRoles.roleId))
+            .innerJoin(tools, eq(tools.id, toolRoles.toolId))
+            .innerJoin(services, eq(services.id, tools.serviceId))
+            .where(eq(roles.name, sql.placeholder("role"))),
+        { role: input.role },
+      );
+      return encoder.encode(`{"tools":${json}}`);
+    },
+    (body) => body.byteLength,
+  );
 }
 
 /** A role's default system prompt; "" for no role or an unknown one. */
-export async function systemPromptForRole(ctx: Ctx, input: PromptForRoleInput): Promise<string> {
+async function systemPromptForRole(ctx: Ctx, input: PromptForRoleInput): Promise<string> {
   if (input.role === "") return "";
-  const row = await firstRow(prepareOnce(ctx, "system_prompt_for_role", () => {
-    const { roles } = ctx.tables;
-    return ctx.db.select({ prompt: roles.defaultSystemPrompt }).from(roles).where(eq(roles.name, sql.placeholder("role"))).limit(1);
-  }), { role: input.role });
+  const row = await firstRow(
+    prepareOnce(ctx, "system_prompt_for_role", () => {
+      const { roles } = ctx.tables;
+      return ctx.db
+        .select({ prompt: roles.defaultSystemPrompt })
+        .from(roles)
+        .where(eq(roles.name, sql.placeholder("role")))
+        .limit(1);
+    }),
+    { role: input.role },
+  );
   return row?.prompt ?? "";
 }
 

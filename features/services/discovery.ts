@@ -6,7 +6,7 @@ import { ListToolsResultSchema, type Tool } from "@modelcontextprotocol/sdk/type
 import { type DiscoveryLimits, loadConfig } from "../../shared/config.ts";
 import { AppError } from "../../shared/errors.ts";
 
-export type Transport = "streamable_http" | "sse";
+type Transport = "streamable_http" | "sse";
 
 /** One tool as the registry keeps it. */
 export type DiscoveredTool = {
@@ -47,13 +47,13 @@ const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
  * as \uXXXX (control characters, ANSI escapes, bidi controls never reach anyone raw), cut to 64
  * characters with "…" after a cut. A valid tool name is shown as it is.
  */
-export function shownName(name: string): string {
+function shownName(name: string): string {
   const cut = name.length > 64;
-  const escaped = JSON.stringify(name.slice(0, 64)).slice(1, -1)
+  const escaped = JSON.stringify(name.slice(0, 64))
+    .slice(1, -1)
     .replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return cut ? `${escaped}…` : escaped;
 }
-
 
 /**
  * Connects to `endpoint` (streamable HTTP, falling back to SSE; SSE directly for a path ending in /sse),
@@ -81,7 +81,8 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
   // Cancelled before it began (the registry is stopping): nothing is started.
   if (options.signal?.aborted) throw new AppError("unavailable", `discovery of "${endpoint}" was cancelled`);
   // Stored before endpoints were checked (an old import's local path): said plainly, never run.
-  if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) throw new AppError("invalid_input", `the endpoint "${endpoint}" is not an http(s) URL; set one with update_service`);
+  if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol))
+    throw new AppError("invalid_input", `the endpoint "${endpoint}" is not an http(s) URL; set one with update_service`);
   const url = new URL(endpoint);
   // A limit can be crossed inside the SDK (a body read by its transport) where a thrown error may never reach
   // us: the refusal is kept here and aborts the deadline, so every request ends now and the refusal is reported.
@@ -153,7 +154,8 @@ async function discoverWith(transport: Transport, url: URL, options: DiscoverOpt
         }
         // Each field within its bound is not enough: a thousand tools at every bound are hundreds of MB to store.
         catalogueBytes += bytes;
-        if (catalogueBytes > limits.catalogueBytes) throw refusal.refuse(`lists tool definitions of more than ${limits.catalogueBytes} bytes in all (REGISTRY_MAX_CATALOGUE_BYTES)`);
+        if (catalogueBytes > limits.catalogueBytes)
+          throw refusal.refuse(`lists tool definitions of more than ${limits.catalogueBytes} bytes in all (REGISTRY_MAX_CATALOGUE_BYTES)`);
         tools.push(keepTool(tool));
       }
       // A cursor seen before would only list the same pages again.
@@ -197,14 +199,16 @@ function counted(response: Response, limit: number, refusal: Refusal): Response 
     throw tooLarge();
   }
   let bytes = 0;
-  const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      bytes += chunk.byteLength;
-      // Erroring the stream also cancels the connection's body: the rest is never downloaded.
-      if (bytes > limit) controller.error(tooLarge());
-      else controller.enqueue(chunk);
-    },
-  }));
+  const body = response.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        bytes += chunk.byteLength;
+        // Erroring the stream also cancels the connection's body: the rest is never downloaded.
+        if (bytes > limit) controller.error(tooLarge());
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
@@ -260,7 +264,10 @@ async function readDescription(client: Client, requestOptions: RequestOptions, m
         const found = resources.find((r) => r.name === "service_description" || /[/:]service_description$/.test(r.uri));
         if (found) {
           const { contents } = await client.readResource({ uri: found.uri }, requestOptions);
-          const text = contents.map((c) => ("text" in c && typeof c.text === "string" ? c.text : "")).join("\n").trim();
+          const text = contents
+            .map((c) => ("text" in c && typeof c.text === "string" ? c.text : ""))
+            .join("\n")
+            .trim();
           if (text) return text;
           break;
         }
@@ -276,7 +283,9 @@ async function readDescription(client: Client, requestOptions: RequestOptions, m
 
 // Blanks out every header value, and the credential after its scheme ("Bearer <token>"), in a message.
 function redact(message: string, headers: Record<string, string> | undefined): string {
-  const secrets = Object.values(headers ?? {}).flatMap((value) => [value, value.replace(/^\S+\s+/, "")]).filter((s) => s.length >= 4);
+  const secrets = Object.values(headers ?? {})
+    .flatMap((value) => [value, value.replace(/^\S+\s+/, "")])
+    .filter((s) => s.length >= 4);
   return secrets.sort((a, b) => b.length - a.length).reduce((text, secret) => text.replaceAll(secret, "***"), message);
 }
 
@@ -311,7 +320,11 @@ function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): strin
   const status = (err as { code?: unknown })?.code;
   if ((err instanceof StreamableHTTPError || err instanceof SseError) && typeof status === "number" && status >= 100) return `HTTP ${status}`;
   // "fetch failed" and "SSE error: TypeError: fetch failed" say nothing a person can act on.
-  const message = String((err as Error)?.message ?? err).split("\n")[0].replace(/^SSE error: /, "").replace(/^(TypeError: )?fetch failed.*$/, "the connection failed").slice(0, 300);
+  const message = String((err as Error)?.message ?? err)
+    .split("\n")[0]
+    .replace(/^SSE error: /, "")
+    .replace(/^(TypeError: )?fetch failed.*$/, "the connection failed")
+    .slice(0, 300);
   return message || "unknown error";
 }
 

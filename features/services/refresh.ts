@@ -56,17 +56,21 @@ export function nextRefreshAt(ctx: Ctx, fromNow = ctx.config.refreshIntervalMs *
 
 // JSON with object keys sorted: PostgreSQL's jsonb does not keep the key order a server sent.
 function canonical(value: unknown): string {
-  return JSON.stringify(value ?? null, (_key, v: unknown) => v && typeof v === "object" && !Array.isArray(v)
-    ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-    : v);
+  return JSON.stringify(value ?? null, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
 }
 
 type StoredTool = Pick<DiscoveredTool, "name" | "title" | "description"> & { inputSchema: unknown; outputSchema: unknown; annotations: unknown };
 
 function sameTool(stored: StoredTool, found: DiscoveredTool): boolean {
-  return stored.title === found.title && stored.description === found.description &&
-    canonical(stored.inputSchema) === canonical(found.inputSchema) && canonical(stored.outputSchema) === canonical(found.outputSchema) &&
-    canonical(stored.annotations) === canonical(found.annotations);
+  return (
+    stored.title === found.title &&
+    stored.description === found.description &&
+    canonical(stored.inputSchema) === canonical(found.inputSchema) &&
+    canonical(stored.outputSchema) === canonical(found.outputSchema) &&
+    canonical(stored.annotations) === canonical(found.annotations)
+  );
 }
 
 /**
@@ -83,9 +87,18 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
     const [row] = await ctx.db.select({ endpoint: services.endpoint, version: services.catalogueVersion }).from(services).where(eq(services.id, serviceId)).limit(1);
     if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
     if (row.endpoint !== endpoint) throw new AppError("conflict", `Cannot ${action}: its endpoint was changed meanwhile; try again`);
-    const stored: StoredTool[] = await ctx.db.select({
-      name: tools.name, title: tools.title, description: tools.description, inputSchema: tools.inputSchema, outputSchema: tools.outputSchema, annotations: tools.annotations,
-    }).from(tools).where(eq(tools.serviceId, serviceId)).orderBy(asc(tools.id));
+    const stored: StoredTool[] = await ctx.db
+      .select({
+        name: tools.name,
+        title: tools.title,
+        description: tools.description,
+        inputSchema: tools.inputSchema,
+        outputSchema: tools.outputSchema,
+        annotations: tools.annotations,
+      })
+      .from(tools)
+      .where(eq(tools.serviceId, serviceId))
+      .orderBy(asc(tools.id));
     const byName = new Map(stored.map((t) => [t.name, t]));
     const names = new Set(found.tools.map((t) => t.name));
     const added = found.tools.filter((t) => !byName.has(t.name));
@@ -96,8 +109,11 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
 
     if (!hasChanges(diff)) {
       // No tool to write: the catalogue version stays, so concurrent refreshes do not make each other retry.
-      const written = await ctx.db.update(services).set({ ...set, ...healthy })
-        .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint))).returning({ id: services.id });
+      const written = await ctx.db
+        .update(services)
+        .set({ ...set, ...healthy })
+        .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint)))
+        .returning({ id: services.id });
       if (written.length === 1) return diff;
       continue;
     }
@@ -110,10 +126,18 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
       results = await atomic(ctx.db, (q) => {
         const ours = exists(q.select({ one: sql`1` }).from(services).where(mine));
         return [
-          q.update(services).set({ ...set, ...healthy, catalogueVersion: version })
-            .where(and(eq(services.id, serviceId), eq(services.catalogueVersion, row.version), eq(services.endpoint, endpoint))).returning({ id: services.id }),
+          q
+            .update(services)
+            .set({ ...set, ...healthy, catalogueVersion: version })
+            .where(and(eq(services.id, serviceId), eq(services.catalogueVersion, row.version), eq(services.endpoint, endpoint)))
+            .returning({ id: services.id }),
           ...(removed.length ? [q.delete(tools).where(and(eq(tools.serviceId, serviceId), inArray(tools.name, removed), ours))] : []),
-          ...changed.map(({ name, ...fields }) => q.update(tools).set(fields).where(and(eq(tools.serviceId, serviceId), eq(tools.name, name), ours))),
+          ...changed.map(({ name, ...fields }) =>
+            q
+              .update(tools)
+              .set(fields)
+              .where(and(eq(tools.serviceId, serviceId), eq(tools.name, name), ours)),
+          ),
           // Without our version the subquery is NULL and the NOT NULL service_id fails the whole unit.
           ...added.map((t) => q.insert(tools).values({ ...t, serviceId: sql`(select ${services.id} from ${services} where ${mine})` })),
         ];
@@ -130,9 +154,11 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
 }
 
 /** Records a failed discovery of a service at `endpoint`: unreachable, the error, one more failure; tools stay. */
-export async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, error: string): Promise<void> {
+async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, error: string): Promise<void> {
   const { services } = ctx.tables;
-  await ctx.db.update(services).set({ status: "unreachable", lastError: error, consecutiveFailures: sql`${services.consecutiveFailures} + 1` })
+  await ctx.db
+    .update(services)
+    .set({ status: "unreachable", lastError: error, consecutiveFailures: sql`${services.consecutiveFailures} + 1` })
     .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint)));
 }
 
@@ -147,13 +173,21 @@ export async function refreshStoredService(ctx: Ctx, service: StoredService, sig
   try {
     const token = await openDiscoveryToken(ctx, service, action);
     found = await discoverService(service.endpoint, {
-      timeoutMs: ctx.config.discoveryTimeoutMs, wantDescription: false, headers: discoveryHeaders(service.methodAuthorization, token), signal, limits: ctx.config.limits,
+      timeoutMs: ctx.config.discoveryTimeoutMs,
+      wantDescription: false,
+      headers: discoveryHeaders(service.methodAuthorization, token),
+      signal,
+      limits: ctx.config.limits,
     });
   } catch (err) {
     if (signal?.aborted) throw err;
     // Whatever failed is recorded in the service's health; an unexpected failure in words that leak nothing.
     const known = err instanceof AppError;
-    const reason = !known ? "an unexpected error (the registry's log has it)" : err.message.startsWith(`Cannot ${action}: `) ? err.message.slice(`Cannot ${action}: `.length) : err.message;
+    const reason = !known
+      ? "an unexpected error (the registry's log has it)"
+      : err.message.startsWith(`Cannot ${action}: `)
+        ? err.message.slice(`Cannot ${action}: `.length)
+        : err.message;
     await recordFailure(ctx, service.id, service.endpoint, reason);
     throw known ? new AppError(err.code, `Cannot ${action}: ${reason}`) : err;
   }
@@ -165,15 +199,27 @@ export async function refreshStoredService(ctx: Ctx, service: StoredService, sig
 /** Start-up check of the stored discovery tokens against the vault, as for user tokens (shared/crypto.ts reencryptSecrets). */
 export async function reencryptDiscoveryTokens(ctx: Ctx): Promise<number> {
   const { services } = ctx.tables;
-  const rows = await ctx.db.select().from(services)
+  const rows = await ctx.db
+    .select()
+    .from(services)
     .where(and(isNotNull(services.discoveryToken), notLike(services.discoveryToken, `${ctx.vault.currentPrefix}%`)));
-  return reencryptSecrets(ctx.vault, ctx.config, ctx.log, "discovery token", rows.map((r) => ({
-    sealed: r.discoveryToken!,
-    aad: discoveryTokenAad(r),
-    names: { service_name: r.name },
-    // Only if unchanged meanwhile (another instance may rotate, or an operator set a new token).
-    replace: (sealed) => ctx.db.update(services).set({ discoveryToken: sealed }).where(and(eq(services.id, r.id), eq(services.discoveryToken, r.discoveryToken!))),
-  })));
+  return reencryptSecrets(
+    ctx.vault,
+    ctx.config,
+    ctx.log,
+    "discovery token",
+    rows.map((r) => ({
+      sealed: r.discoveryToken!,
+      aad: discoveryTokenAad(r),
+      names: { service_name: r.name },
+      // Only if unchanged meanwhile (another instance may rotate, or an operator set a new token).
+      replace: (sealed) =>
+        ctx.db
+          .update(services)
+          .set({ discoveryToken: sealed })
+          .where(and(eq(services.id, r.id), eq(services.discoveryToken, r.discoveryToken!))),
+    })),
+  );
 }
 
 /**
@@ -215,23 +261,35 @@ async function claimDue(ctx: Ctx, running: Map<number, Promise<void>>, signal: A
   // so a catalogue of many services is not discovered all at once.
   const unscheduled = await ctx.db.select({ id: services.id }).from(services).where(isNull(services.nextRefreshAt)).limit(100);
   for (const { id } of unscheduled) {
-    await ctx.db.update(services).set({ nextRefreshAt: nextRefreshAt(ctx, ctx.config.refreshIntervalMs * Math.random()) })
+    await ctx.db
+      .update(services)
+      .set({ nextRefreshAt: nextRefreshAt(ctx, ctx.config.refreshIntervalMs * Math.random()) })
       .where(and(eq(services.id, id), isNull(services.nextRefreshAt)));
   }
   if (running.size >= MAX_PARALLEL || signal.aborted) return;
   const now = new Date().toISOString();
   const free = or(isNull(services.refreshLeaseUntil), lt(services.refreshLeaseUntil, now));
-  const due = await ctx.db.select({ id: services.id }).from(services).where(and(lte(services.nextRefreshAt, now), free))
-    .orderBy(asc(services.nextRefreshAt)).limit(MAX_PARALLEL + running.size);
+  const due = await ctx.db
+    .select({ id: services.id })
+    .from(services)
+    .where(and(lte(services.nextRefreshAt, now), free))
+    .orderBy(asc(services.nextRefreshAt))
+    .limit(MAX_PARALLEL + running.size);
   for (const { id } of due) {
     if (running.size >= MAX_PARALLEL || signal.aborted) break;
     if (running.has(id)) continue;
     const lease = new Date(Date.now() + ctx.config.discoveryTimeoutMs + LEASE_MARGIN_MS).toISOString();
     // Only one instance can win this update: the row must still be due and free when it is written.
-    const [claimed] = await ctx.db.update(services).set({ refreshLeaseUntil: lease, nextRefreshAt: nextRefreshAt(ctx) })
-      .where(and(eq(services.id, id), lte(services.nextRefreshAt, now), free)).returning();
+    const [claimed] = await ctx.db
+      .update(services)
+      .set({ refreshLeaseUntil: lease, nextRefreshAt: nextRefreshAt(ctx) })
+      .where(and(eq(services.id, id), lte(services.nextRefreshAt, now), free))
+      .returning();
     if (!claimed) continue;
-    running.set(id, runClaimed(ctx, claimed, lease, signal).finally(() => running.delete(id)));
+    running.set(
+      id,
+      runClaimed(ctx, claimed, lease, signal).finally(() => running.delete(id)),
+    );
   }
 }
 
@@ -252,7 +310,10 @@ async function runClaimed(ctx: Ctx, service: StoredService, lease: string, signa
     // not_found or conflict: the service was removed or moved meanwhile; its next refresh sees the new state.
   } finally {
     // Free the service for its next refresh, which may be due before the lease would end.
-    await ctx.db.update(services).set({ refreshLeaseUntil: null }).where(and(eq(services.id, service.id), eq(services.refreshLeaseUntil, lease)))
+    await ctx.db
+      .update(services)
+      .set({ refreshLeaseUntil: null })
+      .where(and(eq(services.id, service.id), eq(services.refreshLeaseUntil, lease)))
       .catch((err) => ctx.log.error("Cannot release a refresh lease", { service_name: service.name, reason: String((err as Error)?.message ?? err) }));
   }
 }

@@ -16,9 +16,18 @@ import { defineTool } from "../../shared/mcp.ts";
 import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 import { Endpoint, endpointSpellings } from "./endpoint.ts";
 import {
-  applyCatalogue, type CatalogueDiff, discoveryHeaders, hasChanges, nextRefreshAt, openDiscoveryToken, reencryptDiscoveryTokens, refreshStoredService, sealDiscoveryToken, startRefresher, type StoredService,
+  applyCatalogue,
+  type CatalogueDiff,
+  discoveryHeaders,
+  hasChanges,
+  nextRefreshAt,
+  openDiscoveryToken,
+  reencryptDiscoveryTokens,
+  refreshStoredService,
+  sealDiscoveryToken,
+  startRefresher,
+  type StoredService,
 } from "./refresh.ts";
-
 
 const Description = v.pipe(v.string("must be a string"), v.trim(), v.maxLength(8192, "must be at most 8192 characters"));
 
@@ -33,7 +42,7 @@ const DiscoveryToken = v.pipe(
 const NEEDS_METHOD = 'method_authorization must be "Basic" or "Bearer" when requires_authorization is true';
 const TOKEN_NEEDS_AUTHORIZATION = 'discovery_token needs requires_authorization true (it is sent as "Authorization: <method_authorization> <token>")';
 
-export const AddServiceInput = v.pipe(
+const AddServiceInput = v.pipe(
   v.object({
     service_name: ServiceName,
     endpoint: Endpoint,
@@ -47,14 +56,14 @@ export const AddServiceInput = v.pipe(
   // Without authorization there is no method: store "" whatever was sent.
   v.transform((i) => ({ ...i, method_authorization: i.requires_authorization ? i.method_authorization : "" })),
 );
-export type AddServiceInput = v.InferOutput<typeof AddServiceInput>;
+type AddServiceInput = v.InferOutput<typeof AddServiceInput>;
 
-export const ServiceNameInput = v.object({ service_name: ServiceName });
-export type ServiceNameInput = v.InferOutput<typeof ServiceNameInput>;
+const ServiceNameInput = v.object({ service_name: ServiceName });
+type ServiceNameInput = v.InferOutput<typeof ServiceNameInput>;
 
-export const ListServicesInput = v.object({ include_health: v.optional(v.boolean("must be true or false"), false) });
+const ListServicesInput = v.object({ include_health: v.optional(v.boolean("must be true or false"), false) });
 
-export const UpdateServiceInput = v.object({
+const UpdateServiceInput = v.object({
   service_name: ServiceName,
   endpoint: v.optional(Endpoint),
   description: v.optional(Description),
@@ -62,7 +71,7 @@ export const UpdateServiceInput = v.object({
   method_authorization: v.optional(v.string("must be a string")),
   discovery_token: v.optional(DiscoveryToken),
 });
-export type UpdateServiceInput = v.InferOutput<typeof UpdateServiceInput>;
+type UpdateServiceInput = v.InferOutput<typeof UpdateServiceInput>;
 
 const Health = {
   status: v.picklist(["ok", "unreachable"]),
@@ -88,7 +97,7 @@ const Diff = { added: v.array(v.string()), removed: v.array(v.string()), changed
 const Skipped = { skipped: v.optional(v.array(v.object({ name: v.string(), reason: v.string() }))) };
 
 /** Finds a service by name or throws not_found. */
-export async function findService(ctx: Ctx, name: string, action = "find service") {
+async function findService(ctx: Ctx, name: string, action = "find service") {
   const { services } = ctx.tables;
   const [row] = await ctx.db.select().from(services).where(eq(services.name, name)).limit(1);
   if (!row) throw new AppError("not_found", `Cannot ${action} "${name}": no such service`);
@@ -96,7 +105,7 @@ export async function findService(ctx: Ctx, name: string, action = "find service
 }
 
 /** Discovers the service's tools, then writes the service and its tools in one transaction. */
-export async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number; skipped: SkippedTool[] }> {
+async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number; skipped: SkippedTool[] }> {
   const { services, tools } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
@@ -149,26 +158,38 @@ async function discover(ctx: Ctx, endpoint: string, options: { wantDescription: 
 
 async function assertFree(ctx: Ctx, input: { service_name: string; endpoint: string }, action: string): Promise<void> {
   const { services } = ctx.tables;
-  const [taken] = await ctx.db.select({ name: services.name, endpoint: services.endpoint }).from(services)
-    .where(or(eq(services.name, input.service_name), inArray(services.endpoint, endpointSpellings(input.endpoint)))).limit(1);
+  const [taken] = await ctx.db
+    .select({ name: services.name, endpoint: services.endpoint })
+    .from(services)
+    .where(or(eq(services.name, input.service_name), inArray(services.endpoint, endpointSpellings(input.endpoint))))
+    .limit(1);
   if (!taken) return;
   if (taken.name === input.service_name) throw new AppError("conflict", `Cannot ${action}: a service with that name already exists`);
   throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${taken.endpoint}"`);
 }
 
 /** All services, by name. */
-export async function listServices(ctx: Ctx) {
+async function listServices(ctx: Ctx) {
   return prepareOnce(ctx, "list_services", () => {
     const { services } = ctx.tables;
-    return ctx.db.select({
-      name: services.name, endpoint: services.endpoint, description: services.description, transport: services.transport,
-      status: services.status, lastDiscoveredAt: services.lastDiscoveredAt, lastError: services.lastError, consecutiveFailures: services.consecutiveFailures,
-    }).from(services).orderBy(asc(services.name));
+    return ctx.db
+      .select({
+        name: services.name,
+        endpoint: services.endpoint,
+        description: services.description,
+        transport: services.transport,
+        status: services.status,
+        lastDiscoveredAt: services.lastDiscoveredAt,
+        lastError: services.lastError,
+        consecutiveFailures: services.consecutiveFailures,
+      })
+      .from(services)
+      .orderBy(asc(services.name));
   }).execute({});
 }
 
 /** One service with its settings, health and number of tools (never its discovery token). */
-export async function getService(ctx: Ctx, input: ServiceNameInput): Promise<v.InferOutput<typeof ServiceDetails>> {
+async function getService(ctx: Ctx, input: ServiceNameInput): Promise<v.InferOutput<typeof ServiceDetails>> {
   const { tools } = ctx.tables;
   const s = await findService(ctx, input.service_name, "get service");
   const [{ n }] = await ctx.db.select({ n: count() }).from(tools).where(eq(tools.serviceId, s.id));
@@ -190,7 +211,7 @@ function health(s: Pick<StoredService, "status" | "lastDiscoveredAt" | "lastErro
 }
 
 /** Discovers a service again now and applies the difference (added, removed, changed tools). */
-export async function refreshService(ctx: Ctx, input: ServiceNameInput): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
+async function refreshService(ctx: Ctx, input: ServiceNameInput): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
   return refreshStoredService(ctx, await findService(ctx, input.service_name, "refresh service"));
 }
 
@@ -202,7 +223,7 @@ const UPDATABLE = ["endpoint", "description", "requires_authorization", "method_
  * stay. A new endpoint (or description "") is discovered first and must answer, else nothing is written.
  * discovery_token "" removes the stored one; turning requires_authorization off removes it too.
  */
-export async function updateService(ctx: Ctx, input: UpdateServiceInput): Promise<CatalogueDiff & { updated: string[]; skipped: SkippedTool[] }> {
+async function updateService(ctx: Ctx, input: UpdateServiceInput): Promise<CatalogueDiff & { updated: string[]; skipped: SkippedTool[] }> {
   const action = `update service "${input.service_name}"`;
   const { service_name: _, ...changes } = input;
   if (Object.values(changes).every((x) => x === undefined)) {
@@ -230,7 +251,10 @@ async function planUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInpu
   if (moving) await assertEndpointFree(ctx, row.id, endpoint, action);
   // A stored credential only goes to the origin it was given for (as fetch does on a redirect).
   if (moving && requires && input.discovery_token === undefined && row.discoveryToken && new URL(endpoint).origin !== new URL(row.endpoint).origin) {
-    throw new AppError("invalid_input", `Cannot ${action}: the new endpoint is on another origin than the stored discovery_token was given for; give discovery_token again (or "" to remove it)`);
+    throw new AppError(
+      "invalid_input",
+      `Cannot ${action}: the new endpoint is on another origin than the stored discovery_token was given for; give discovery_token again (or "" to remove it)`,
+    );
   }
   const rediscover = moving || input.description === "";
   const set: Partial<StoredService> = { requiresAuthorization: requires, methodAuthorization: method };
@@ -280,8 +304,11 @@ async function applyUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInp
 
 async function assertEndpointFree(ctx: Ctx, serviceId: number, endpoint: string, action: string): Promise<void> {
   const { services } = ctx.tables;
-  const [taken] = await ctx.db.select({ name: services.name, endpoint: services.endpoint }).from(services)
-    .where(and(inArray(services.endpoint, endpointSpellings(endpoint)), ne(services.id, serviceId))).limit(1);
+  const [taken] = await ctx.db
+    .select({ name: services.name, endpoint: services.endpoint })
+    .from(services)
+    .where(and(inArray(services.endpoint, endpointSpellings(endpoint)), ne(services.id, serviceId)))
+    .limit(1);
   if (taken) throw new AppError("conflict", `Cannot ${action}: service "${taken.name}" already uses endpoint "${taken.endpoint}"`);
 }
 
@@ -291,7 +318,10 @@ const SKIPPED_SHOWN = 10;
 /** Skipped tools as words to end a sentence with: `; skipped 1: "bad\u0000name" (reason)`, or "" for none. */
 function describeSkipped(skipped: SkippedTool[]): string {
   if (skipped.length === 0) return "";
-  const shown = skipped.slice(0, SKIPPED_SHOWN).map((s) => `"${s.name}" (${s.reason})`).join(", ");
+  const shown = skipped
+    .slice(0, SKIPPED_SHOWN)
+    .map((s) => `"${s.name}" (${s.reason})`)
+    .join(", ");
   const more = skipped.length > SKIPPED_SHOWN ? ` and ${skipped.length - SKIPPED_SHOWN} more` : "";
   return `; skipped ${skipped.length}: ${shown}${more}`;
 }
@@ -308,32 +338,43 @@ function describeDiff(diff: CatalogueDiff): string {
  * their compact JSON text: agents call this often, so the answer is kept while the catalogue is
  * unchanged (shared/catalogue.ts).
  */
-export async function getTools(ctx: Ctx, input: ServiceNameInput): Promise<{ list: v.InferOutput<typeof ToolRow>[]; text: string }> {
-  return fromCatalogue(ctx, `get_tools ${input.service_name}`, async () => {
-    // Parsed and stringified again: compact whatever the engine's JSON spacing.
-    const list = JSON.parse(await toolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
-    return { list, text: JSON.stringify(list) };
-  }, (answer) => answer.text.length * 2);
+async function getTools(ctx: Ctx, input: ServiceNameInput): Promise<{ list: v.InferOutput<typeof ToolRow>[]; text: string }> {
+  return fromCatalogue(
+    ctx,
+    `get_tools ${input.service_name}`,
+    async () => {
+      // Parsed and stringified again: compact whatever the engine's JSON spacing.
+      const list = JSON.parse(await toolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
+      return { list, text: JSON.stringify(list) };
+    },
+    (answer) => answer.text.length * 2,
+  );
 }
 
 // The tools as JSON text, built by the database.
 async function toolsJson(ctx: Ctx, input: ServiceNameInput): Promise<string> {
   // One statement prepared once per registry, its answer built by the database: agents call this often.
-  const row = await firstRow(prepareOnce(ctx, "get_tools", () => {
-    const { services, tools, toolRoles, roles } = ctx.tables;
-    const roleNames = sql`(select ${jsonListOf(ctx.engine, roles.name, sql`${roles.name}`)} from ${toolRoles}
+  const row = await firstRow(
+    prepareOnce(ctx, "get_tools", () => {
+      const { services, tools, toolRoles, roles } = ctx.tables;
+      const roleNames = sql`(select ${jsonListOf(ctx.engine, roles.name, sql`${roles.name}`)} from ${toolRoles}
       inner join ${roles} on ${roles.id} = ${toolRoles.roleId} where ${toolRoles.toolId} = ${tools.id})`;
-    const fields = { id: tools.id, name: tools.name, description: tools.description, roles: asJson(ctx.engine, roleNames) };
-    // eq(), not a bare "${a} = ${b}": drizzle leaves the columns of a one-table select's own fields unqualified.
-    return ctx.db.select({ tools: sql<string>`(select ${jsonArrayOf(ctx.engine, fields, sql`${tools.id}`)} from ${tools} where ${eq(tools.serviceId, services.id)})` })
-      .from(services).where(eq(services.name, sql.placeholder("name"))).limit(1);
-  }), { name: input.service_name });
+      const fields = { id: tools.id, name: tools.name, description: tools.description, roles: asJson(ctx.engine, roleNames) };
+      // eq(), not a bare "${a} = ${b}": drizzle leaves the columns of a one-table select's own fields unqualified.
+      return ctx.db
+        .select({ tools: sql<string>`(select ${jsonArrayOf(ctx.engine, fields, sql`${tools.id}`)} from ${tools} where ${eq(tools.serviceId, services.id)})` })
+        .from(services)
+        .where(eq(services.name, sql.placeholder("name")))
+        .limit(1);
+    }),
+    { name: input.service_name },
+  );
   if (!row) throw new AppError("not_found", `Cannot get tools of service "${input.service_name}": no such service`);
   return row.tools;
 }
 
 /** Removes a service; its tools, their role links and its users' tokens go with it (foreign keys). */
-export async function removeService(ctx: Ctx, input: ServiceNameInput): Promise<void> {
+async function removeService(ctx: Ctx, input: ServiceNameInput): Promise<void> {
   const { services } = ctx.tables;
   const deleted = await ctx.db.delete(services).where(eq(services.name, input.service_name)).returning({ id: services.id });
   if (deleted.length === 0) throw new AppError("not_found", `Cannot remove service "${input.service_name}": no such service`);
@@ -344,8 +385,9 @@ const tools = [
   defineTool({
     name: "add_service",
     title: "Add service",
-    description: "Register an MCP service: its tools are discovered and stored. method_authorization is Basic or Bearer when requires_authorization is true. " +
-      "discovery_token: a credential for a service that refuses to list its tools anonymously, sent as \"Authorization: <method_authorization> <token>\" " +
+    description:
+      "Register an MCP service: its tools are discovered and stored. method_authorization is Basic or Bearer when requires_authorization is true. " +
+      'discovery_token: a credential for a service that refuses to list its tools anonymously, sent as "Authorization: <method_authorization> <token>" ' +
       "when discovering and refreshing it; stored encrypted, never shown.",
     input: AddServiceInput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -357,14 +399,18 @@ const tools = [
   defineTool({
     name: "list_services",
     title: "List services",
-    description: "List registered services with their endpoint and description; with include_health, also each one's status (ok, unreachable), " +
+    description:
+      "List registered services with their endpoint and description; with include_health, also each one's status (ok, unreachable), " +
       "last successful discovery, last error and consecutive failures.",
     input: ListServicesInput,
     output: v.object({ services: v.array(ServiceRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(ctx, input) {
       const list = (await listServices(ctx)).map((s) => ({
-        service_name: s.name, endpoint: s.endpoint, description: s.description, ...(input.include_health ? health(s) : {}),
+        service_name: s.name,
+        endpoint: s.endpoint,
+        description: s.description,
+        ...(input.include_health ? health(s) : {}),
       }));
       return { text: JSON.stringify(list), data: { services: list } };
     },
@@ -372,7 +418,8 @@ const tools = [
   defineTool({
     name: "get_service",
     title: "Get service",
-    description: "Show one service: endpoint, description, transport, authorization settings, number of tools, and its health " +
+    description:
+      "Show one service: endpoint, description, transport, authorization settings, number of tools, and its health " +
       "(status ok or unreachable, last successful discovery, last error, consecutive failures).",
     input: ServiceNameInput,
     output: ServiceDetails,
@@ -397,7 +444,8 @@ const tools = [
   defineTool({
     name: "refresh_service",
     title: "Refresh service",
-    description: "Discover a service's tools again now and apply the difference: new tools are added, vanished ones removed with their role " +
+    description:
+      "Discover a service's tools again now and apply the difference: new tools are added, vanished ones removed with their role " +
       "attachments, changed ones updated; the tools that remain keep their ids and attachments. A failure is recorded in the service's health and its tools are kept.",
     input: ServiceNameInput,
     output: v.object({ service_name: v.string(), tools: v.number(), ...Diff, ...Skipped }),
@@ -413,8 +461,9 @@ const tools = [
   defineTool({
     name: "update_service",
     title: "Update service",
-    description: "Change a service's endpoint, description or authorization settings without losing its tools, their ids or role attachments. " +
-      "A new endpoint is discovered first and must answer; description \"\" reads it from the service again; discovery_token \"\" removes the stored one.",
+    description:
+      "Change a service's endpoint, description or authorization settings without losing its tools, their ids or role attachments. " +
+      'A new endpoint is discovered first and must answer; description "" reads it from the service again; discovery_token "" removes the stored one.',
     input: UpdateServiceInput,
     output: v.object({ service_name: v.string(), updated: v.array(v.string()), ...Diff, ...Skipped }),
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },

@@ -10,19 +10,18 @@ import { RoleName, RoleNameOrNone, UserId } from "../../shared/names.ts";
 import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 
+const UserRoleInput = v.object({ user_id: UserId, role_name: RoleName });
+type UserRoleInput = v.InferOutput<typeof UserRoleInput>;
 
-export const UserRoleInput = v.object({ user_id: UserId, role_name: RoleName });
-export type UserRoleInput = v.InferOutput<typeof UserRoleInput>;
-
-export const UserIdInput = v.object({ user_id: UserId });
-export type UserIdInput = v.InferOutput<typeof UserIdInput>;
+const UserIdInput = v.object({ user_id: UserId });
+type UserIdInput = v.InferOutput<typeof UserIdInput>;
 
 /** Body of POST /register_user: role_name may be left out (or "" / null), then the role is not touched. */
-export const RegisterUserInput = v.object({
+const RegisterUserInput = v.object({
   user_id: UserId,
   role_name: v.nullish(RoleNameOrNone, ""),
 });
-export type RegisterUserInput = v.InferOutput<typeof RegisterUserInput>;
+type RegisterUserInput = v.InferOutput<typeof RegisterUserInput>;
 
 // The id of a role, or not_found.
 async function findRoleId(ctx: Ctx, roleName: string, action: string): Promise<number> {
@@ -33,7 +32,7 @@ async function findRoleId(ctx: Ctx, roleName: string, action: string): Promise<n
 }
 
 /** Gives a user a role, replacing any role it had; an unknown user is created. */
-export async function assignRoleToUser(ctx: Ctx, input: UserRoleInput): Promise<void> {
+async function assignRoleToUser(ctx: Ctx, input: UserRoleInput): Promise<void> {
   const { users } = ctx.tables;
   const action = `assign role "${input.role_name}" to user "${input.user_id}"`;
   const roleId = await findRoleId(ctx, input.role_name, action);
@@ -47,38 +46,46 @@ export async function assignRoleToUser(ctx: Ctx, input: UserRoleInput): Promise<
 }
 
 /** Takes a role away from a user who has exactly that role. */
-export async function removeRoleFromUser(ctx: Ctx, input: UserRoleInput): Promise<void> {
+async function removeRoleFromUser(ctx: Ctx, input: UserRoleInput): Promise<void> {
   const { users, roles } = ctx.tables;
-  const updated = await ctx.db.update(users).set({ roleId: null })
+  const updated = await ctx.db
+    .update(users)
+    .set({ roleId: null })
     .where(and(eq(users.userId, input.user_id), eq(users.roleId, sql`(select ${roles.id} from ${roles} where ${roles.name} = ${input.role_name})`)))
     .returning({ id: users.id });
   if (updated.length > 0) return;
   // Nothing changed: find out why.
   const action = `remove role "${input.role_name}" from user "${input.user_id}"`;
-  const [user] = await ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId))
-    .where(eq(users.userId, input.user_id)).limit(1);
+  const [user] = await ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId)).where(eq(users.userId, input.user_id)).limit(1);
   if (!user) throw new AppError("not_found", `Cannot ${action}: no such user`);
   await findRoleId(ctx, input.role_name, action);
   throw new AppError("conflict", `Cannot ${action}: the user has ${user.role ? `role "${user.role}"` : "no role"}`);
 }
 
 /** All users with their role ("" for none), by user id. */
-export async function listUsers(ctx: Ctx): Promise<{ user_id: string; role: string }[]> {
+async function listUsers(ctx: Ctx): Promise<{ user_id: string; role: string }[]> {
   const { users, roles } = ctx.tables;
-  const rows = await ctx.db.select({ user_id: users.userId, role: roles.name }).from(users)
-    .leftJoin(roles, eq(roles.id, users.roleId)).orderBy(asc(users.userId));
+  const rows = await ctx.db.select({ user_id: users.userId, role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId)).orderBy(asc(users.userId));
   return rows.map((r) => ({ user_id: r.user_id, role: r.role ?? "" }));
 }
 
 /** A user's role ("" for none); an unknown user is recorded without a role. `created` tells which. */
-export async function roleForUser(ctx: Ctx, input: UserIdInput): Promise<{ role: string; created: boolean }> {
+async function roleForUser(ctx: Ctx, input: UserIdInput): Promise<{ role: string; created: boolean }> {
   const { users } = ctx.tables;
   // The usual case, a known user, is one read, of a statement prepared once per registry.
-  const read = () => firstRow(prepareOnce(ctx, "role_for_user", () => {
-    const { roles } = ctx.tables;
-    return ctx.db.select({ role: roles.name }).from(users).leftJoin(roles, eq(roles.id, users.roleId))
-      .where(eq(users.userId, sql.placeholder("userId"))).limit(1);
-  }), { userId: input.user_id });
+  const read = () =>
+    firstRow(
+      prepareOnce(ctx, "role_for_user", () => {
+        const { roles } = ctx.tables;
+        return ctx.db
+          .select({ role: roles.name })
+          .from(users)
+          .leftJoin(roles, eq(roles.id, users.roleId))
+          .where(eq(users.userId, sql.placeholder("userId")))
+          .limit(1);
+      }),
+      { userId: input.user_id },
+    );
   const known = await read();
   if (known) return { role: known.role ?? "", created: false };
   const inserted = await ctx.db.insert(users).values({ userId: input.user_id }).onConflictDoNothing().returning({ id: users.id });
@@ -89,7 +96,7 @@ export async function roleForUser(ctx: Ctx, input: UserIdInput): Promise<{ role:
 }
 
 /** Records a user; with a role name it also gives it that role (which must exist: nothing is written otherwise). */
-export async function registerUser(ctx: Ctx, input: RegisterUserInput): Promise<void> {
+async function registerUser(ctx: Ctx, input: RegisterUserInput): Promise<void> {
   const { users } = ctx.tables;
   if (input.role_name) return assignRoleToUser(ctx, { user_id: input.user_id, role_name: input.role_name });
   await ctx.db.insert(users).values({ userId: input.user_id }).onConflictDoNothing();

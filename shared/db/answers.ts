@@ -18,10 +18,13 @@ const MAX_SIZE = 8_000_000;
 
 /** The catalogue generation now, as the database has it; null if its row is gone (then nothing is kept). */
 export async function catalogueGeneration(ctx: Ctx): Promise<number | null> {
-  const row = await firstRow(prepareOnce(ctx, "catalogue_generation", () => {
-    const { catalogueState } = ctx.tables;
-    return ctx.db.select({ generation: catalogueState.generation }).from(catalogueState).where(sql`${catalogueState.id} = 1`);
-  }), {});
+  const row = await firstRow(
+    prepareOnce(ctx, "catalogue_generation", () => {
+      const { catalogueState } = ctx.tables;
+      return ctx.db.select({ generation: catalogueState.generation }).from(catalogueState).where(sql`${catalogueState.id} = 1`);
+    }),
+    {},
+  );
   return row ? Number(row.generation) : null;
 }
 
@@ -39,7 +42,7 @@ export async function fromCatalogue<T>(ctx: Ctx, key: string, compute: () => Pro
   const kept = memo.answers.get(key);
   if (kept && kept.generation === generation) return kept.value as T;
   const value = await compute();
-  if (await catalogueGeneration(ctx) === generation) {
+  if ((await catalogueGeneration(ctx)) === generation) {
     const bytes = size(value);
     if (kept) memo.size -= kept.size;
     if (memo.answers.size >= MAX_ANSWERS || memo.size + bytes > MAX_SIZE) {

@@ -36,7 +36,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const MIGRATIONS = existsSync(resolve(HERE, "../drizzle")) ? resolve(HERE, "../drizzle") : resolve(HERE, "../../drizzle");
 
 /** True for a postgres:// or postgresql:// URL. */
-export function isPostgresUrl(url: string): boolean {
+function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//.test(url);
 }
 
@@ -61,16 +61,34 @@ async function openSqlite(url: string, options: StoreOptions): Promise<Store> {
 // No db.transaction() here: on one connection, concurrent requests' statements would run inside it; use atomic().
 async function openLocal(url: string, options: StoreOptions): Promise<Store> {
   // file:/abs, file:///abs and file:relative, without query options (as keyFilePath reads them).
-  const path = url === ":memory:" ? url : url.slice("file:".length).split("?")[0].replace(/^\/\/(?=\/)/, "");
+  const path =
+    url === ":memory:"
+      ? url
+      : url
+          .slice("file:".length)
+          .split("?")[0]
+          .replace(/^\/\/(?=\/)/, "");
   const engine = await openLocalSqlite({ path, synchronous: options.sqliteSync, busyTimeoutMs: options.busyTimeoutMs, warn: options.warn });
   const { drizzle: drizzleProxy } = await import("drizzle-orm/sqlite-proxy");
   const { migrate: migrateProxy } = await import("drizzle-orm/sqlite-proxy/migrator");
-  const db = drizzleProxy((sql, params, method) => engine.query({ sql, params, method }), (queries) => engine.batch(queries), { schema });
+  const db = drizzleProxy(
+    (sql, params, method) => engine.query({ sql, params, method }),
+    (queries) => engine.batch(queries),
+    { schema },
+  );
   // As libSQL's migrator: foreign keys off while tables are rebuilt (a pragma that only works outside a transaction).
   // Under the write lock: processes starting together on a new file migrate one after the other.
   engine.exec("PRAGMA foreign_keys=OFF");
   try {
-    await engine.exclusive(() => migrateProxy(db, async (queries) => queries.forEach((q) => engine.exec(q)), { migrationsFolder: `${MIGRATIONS}/sqlite` }));
+    await engine.exclusive(() =>
+      migrateProxy(
+        db,
+        async (queries) => {
+          for (const q of queries) engine.exec(q);
+        },
+        { migrationsFolder: `${MIGRATIONS}/sqlite` },
+      ),
+    );
   } finally {
     engine.exec("PRAGMA foreign_keys=ON");
   }
@@ -92,7 +110,9 @@ async function openPostgres(url: string): Promise<Store> {
   const client = postgres(url, { max: 10, onnotice: () => {} });
   const db = drizzlePg(client, { schema: pgSchema }) as unknown as Db;
   return {
-    db, tables: pgSchema as unknown as Tables, engine: "postgres",
+    db,
+    tables: pgSchema as unknown as Tables,
+    engine: "postgres",
     ready: (ms) => withinDeadline(client`select 1`.execute(), ms),
     close: () => client.end({ timeout: 5 }),
   };
@@ -101,7 +121,9 @@ async function openPostgres(url: string): Promise<Store> {
 // Resolves with `work` if it settles within `ms`, else rejects saying it did not.
 async function withinDeadline(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
   try {
     await Promise.race([work, late]);
   } finally {
@@ -134,7 +156,10 @@ export async function atomic(db: Db, build: (q: Db) => Atomic): Promise<unknown[
  * itself JSON (a nested jsonArrayOf or jsonListOf) goes through asJson.
  */
 export function jsonArrayOf(engine: Engine, fields: Record<string, SQLWrapper>, orderBy: SQL): SQL<string> {
-  const pairs = sql.join(Object.entries(fields).map(([name, value]) => sql`${sql.raw(`'${name}'`)}, ${value}`), sql`, `);
+  const pairs = sql.join(
+    Object.entries(fields).map(([name, value]) => sql`${sql.raw(`'${name}'`)}, ${value}`),
+    sql`, `,
+  );
   // SQLite >= 3.44 (libsql ships 3.45) orders inside an aggregate, as PostgreSQL does.
   return engine === "postgres"
     ? sql<string>`coalesce(json_agg(json_build_object(${pairs}) order by ${orderBy}), '[]'::json)::text`
@@ -143,9 +168,7 @@ export function jsonArrayOf(engine: Engine, fields: Record<string, SQLWrapper>, 
 
 /** The values of a query's rows as one JSON array text, in `orderBy` order ("[]" for none). */
 export function jsonListOf(engine: Engine, value: SQLWrapper, orderBy: SQL): SQL<string> {
-  return engine === "postgres"
-    ? sql<string>`coalesce(json_agg(${value} order by ${orderBy}), '[]'::json)::text`
-    : sql<string>`json_group_array(${value} order by ${orderBy})`;
+  return engine === "postgres" ? sql<string>`coalesce(json_agg(${value} order by ${orderBy}), '[]'::json)::text` : sql<string>`json_group_array(${value} order by ${orderBy})`;
 }
 
 /** JSON text (e.g. a subquery over jsonListOf) as a JSON value, so that it nests as JSON, not as a string. */

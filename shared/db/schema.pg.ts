@@ -16,7 +16,9 @@ export const services = pgTable("services", {
   requiresAuthorization: boolean("requires_authorization").notNull().default(false),
   methodAuthorization: text("method_authorization").notNull().default(""),
   discoveryToken: text("discovery_token"),
-  status: text("status", { enum: ["ok", "unreachable"] }).notNull().default("ok"),
+  status: text("status", { enum: ["ok", "unreachable"] })
+    .notNull()
+    .default("ok"),
   lastDiscoveredAt: text("last_discovered_at"),
   lastError: text("last_error"),
   consecutiveFailures: integer("consecutive_failures").notNull().default(0),
@@ -27,16 +29,22 @@ export const services = pgTable("services", {
 });
 
 /** Tools discovered on a service. */
-export const tools = pgTable("tools", {
-  id: id(),
-  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
-  name: text("name").notNull(),
-  title: text("title"),
-  description: text("description").notNull().default(""),
-  inputSchema: jsonb("input_schema"),
-  outputSchema: jsonb("output_schema"),
-  annotations: jsonb("annotations"),
-}, (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)]);
+export const tools = pgTable(
+  "tools",
+  {
+    id: id(),
+    serviceId: integer("service_id")
+      .notNull()
+      .references(() => services.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    title: text("title"),
+    description: text("description").notNull().default(""),
+    inputSchema: jsonb("input_schema"),
+    outputSchema: jsonb("output_schema"),
+    annotations: jsonb("annotations"),
+  },
+  (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)],
+);
 
 /** Roles users can have, each with the system prompt agents use for it. */
 export const roles = pgTable("roles", {
@@ -47,10 +55,18 @@ export const roles = pgTable("roles", {
 });
 
 /** Which roles may use which tools. */
-export const toolRoles = pgTable("tool_roles", {
-  toolId: integer("tool_id").notNull().references(() => tools.id, { onDelete: "cascade" }),
-  roleId: integer("role_id").notNull().references(() => roles.id, { onDelete: "cascade" }),
-}, (t) => [primaryKey({ columns: [t.toolId, t.roleId] }), index("tool_roles_role").on(t.roleId)]);
+export const toolRoles = pgTable(
+  "tool_roles",
+  {
+    toolId: integer("tool_id")
+      .notNull()
+      .references(() => tools.id, { onDelete: "cascade" }),
+    roleId: integer("role_id")
+      .notNull()
+      .references(() => roles.id, { onDelete: "cascade" }),
+  },
+  (t) => [primaryKey({ columns: [t.toolId, t.roleId] }), index("tool_roles_role").on(t.roleId)],
+);
 
 /** Users the agents act for; a user has at most one role. */
 export const users = pgTable("users", {
@@ -61,23 +77,35 @@ export const users = pgTable("users", {
 });
 
 /** A user's credential for a service, AES-256-GCM encrypted. */
-export const userTokens = pgTable("user_tokens", {
-  userId: integer("user_id").notNull().references(() => users.id, { onDelete: "cascade" }),
-  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
-  ciphertext: text("ciphertext").notNull(),
-  updatedAt: now("updated_at"),
-}, (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)]);
+export const userTokens = pgTable(
+  "user_tokens",
+  {
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    serviceId: integer("service_id")
+      .notNull()
+      .references(() => services.id, { onDelete: "cascade" }),
+    ciphertext: text("ciphertext").notNull(),
+    updatedAt: now("updated_at"),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)],
+);
 
 /** Who did what to which target, and how it ended. Never holds a secret. */
-export const auditEvents = pgTable("audit_events", {
-  id: id(),
-  at: now("at"),
-  actor: text("actor").notNull(),
-  action: text("action").notNull(),
-  target: text("target").notNull().default(""),
-  outcome: text("outcome").notNull(),
-  detail: text("detail").notNull().default(""),
-}, (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)]);
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: id(),
+    at: now("at"),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    target: text("target").notNull().default(""),
+    outcome: text("outcome").notNull(),
+    detail: text("detail").notNull().default(""),
+  },
+  (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)],
+);
 
 /** One row (id 1): raised by triggers with every catalogue change (see schema.ts). */
 export const catalogueState = pgTable("catalogue_state", {

@@ -15,7 +15,9 @@ export const services = sqliteTable("services", {
   methodAuthorization: text("method_authorization").notNull().default(""),
   // Encrypted credential used to discover a service that refuses anonymous tools/list (never shown).
   discoveryToken: text("discovery_token"),
-  status: text("status", { enum: ["ok", "unreachable"] }).notNull().default("ok"),
+  status: text("status", { enum: ["ok", "unreachable"] })
+    .notNull()
+    .default("ok"),
   lastDiscoveredAt: text("last_discovered_at"),
   lastError: text("last_error"),
   consecutiveFailures: integer("consecutive_failures").notNull().default(0),
@@ -28,16 +30,22 @@ export const services = sqliteTable("services", {
 });
 
 /** Tools discovered on a service. AUTOINCREMENT: an id is never reused, even after a delete. */
-export const tools = sqliteTable("tools", {
-  id: integer("id").primaryKey({ autoIncrement: true }),
-  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
-  name: text("name").notNull(),
-  title: text("title"),
-  description: text("description").notNull().default(""),
-  inputSchema: text("input_schema", { mode: "json" }),
-  outputSchema: text("output_schema", { mode: "json" }),
-  annotations: text("annotations", { mode: "json" }),
-}, (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)]);
+export const tools = sqliteTable(
+  "tools",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    serviceId: integer("service_id")
+      .notNull()
+      .references(() => services.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    title: text("title"),
+    description: text("description").notNull().default(""),
+    inputSchema: text("input_schema", { mode: "json" }),
+    outputSchema: text("output_schema", { mode: "json" }),
+    annotations: text("annotations", { mode: "json" }),
+  },
+  (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)],
+);
 
 /** Roles users can have, each with the system prompt agents use for it. */
 export const roles = sqliteTable("roles", {
@@ -48,10 +56,18 @@ export const roles = sqliteTable("roles", {
 });
 
 /** Which roles may use which tools. */
-export const toolRoles = sqliteTable("tool_roles", {
-  toolId: integer("tool_id").notNull().references(() => tools.id, { onDelete: "cascade" }),
-  roleId: integer("role_id").notNull().references(() => roles.id, { onDelete: "cascade" }),
-}, (t) => [primaryKey({ columns: [t.toolId, t.roleId] }), index("tool_roles_role").on(t.roleId)]);
+export const toolRoles = sqliteTable(
+  "tool_roles",
+  {
+    toolId: integer("tool_id")
+      .notNull()
+      .references(() => tools.id, { onDelete: "cascade" }),
+    roleId: integer("role_id")
+      .notNull()
+      .references(() => roles.id, { onDelete: "cascade" }),
+  },
+  (t) => [primaryKey({ columns: [t.toolId, t.roleId] }), index("tool_roles_role").on(t.roleId)],
+);
 
 /** Users the agents act for; a user has at most one role. */
 export const users = sqliteTable("users", {
@@ -62,23 +78,35 @@ export const users = sqliteTable("users", {
 });
 
 /** A user's credential for a service, AES-256-GCM encrypted (iv + ciphertext, base64). */
-export const userTokens = sqliteTable("user_tokens", {
-  userId: integer("user_id").notNull().references(() => users.id, { onDelete: "cascade" }),
-  serviceId: integer("service_id").notNull().references(() => services.id, { onDelete: "cascade" }),
-  ciphertext: text("ciphertext").notNull(),
-  updatedAt: now("updated_at"),
-}, (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)]);
+export const userTokens = sqliteTable(
+  "user_tokens",
+  {
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    serviceId: integer("service_id")
+      .notNull()
+      .references(() => services.id, { onDelete: "cascade" }),
+    ciphertext: text("ciphertext").notNull(),
+    updatedAt: now("updated_at"),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)],
+);
 
 /** Who did what to which target, and how it ended. Never holds a secret. */
-export const auditEvents = sqliteTable("audit_events", {
-  id: integer("id").primaryKey({ autoIncrement: true }),
-  at: now("at"),
-  actor: text("actor").notNull(),
-  action: text("action").notNull(),
-  target: text("target").notNull().default(""),
-  outcome: text("outcome").notNull(),
-  detail: text("detail").notNull().default(""),
-}, (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)]);
+export const auditEvents = sqliteTable(
+  "audit_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: now("at"),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    target: text("target").notNull().default(""),
+    outcome: text("outcome").notNull(),
+    detail: text("detail").notNull().default(""),
+  },
+  (t) => [index("audit_events_action").on(t.action), index("audit_events_at").on(t.at)],
+);
 
 /**
  * One row (id 1): a number that database triggers raise in the transaction of every change to what

@@ -17,20 +17,28 @@ import { closeSync, openSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppError } from "../errors.ts";
 
-type NativeStatement = { reader: boolean; run(...params: unknown[]): unknown; all(...params: unknown[]): unknown[]; get(...params: unknown[]): unknown; raw(on: boolean): NativeStatement };
+type NativeStatement = {
+  reader: boolean;
+  run(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+  get(...params: unknown[]): unknown;
+  raw(on: boolean): NativeStatement;
+};
 type NativeDb = { prepare(text: string): NativeStatement; exec(text: string): void; close(): void; readonly inTransaction: boolean };
 
-export type Method = "run" | "all" | "values" | "get";
-// biome-ignore: rows are whatever the native call returned (drizzle maps them).
-export type Query = { sql: string; params: unknown[]; method: Method };
+type Method = "run" | "all" | "values" | "get";
+/** Rows as the native call returned them, arrays of column values (raw mode), for drizzle to map. */
+// biome-ignore lint/suspicious/noExplicitAny: drizzle's proxy callback types its rows as any[].
+type Rows = any[];
+type Query = { sql: string; params: unknown[]; method: Method };
 export type SqliteOptions = { path: string; synchronous: "full" | "normal"; busyTimeoutMs: number; warn(message: string): void };
 
 /** The local engine as the drizzle proxy and the migrator use it. */
 export type LocalSqlite = {
   /** Runs one statement (a write in its own immediate transaction), waiting while another process holds the write lock. */
-  query(q: Query): Promise<{ rows: any }>;
+  query(q: Query): Promise<{ rows: Rows }>;
   /** Runs statements all-or-nothing in one immediate transaction; nothing else runs on the connection meanwhile. */
-  batch(queries: Query[]): Promise<{ rows: any }[]>;
+  batch(queries: Query[]): Promise<{ rows: Rows }[]>;
   /** Runs `work` holding the write lock (for migrations: two processes starting at once apply them one after the other). */
   exclusive<T>(work: () => Promise<T>): Promise<T>;
   /** Runs migration SQL as it is; only inside exclusive(). */
@@ -50,13 +58,13 @@ const isBusy = (err: unknown) => /^SQLITE_(BUSY|LOCKED)/.test(String((err as { c
 const isConstraint = (err: unknown) => String((err as { code?: unknown })?.code ?? "").startsWith("SQLITE_CONSTRAINT");
 
 /** The error a caller sees when the wait for the write lock ran out. */
-export function busyError(seconds: number): AppError {
+function busyError(seconds: number): AppError {
   return new AppError("unavailable", `The database is busy (another process has held its write lock for ${seconds} s); try again`, 503);
 }
 
 /** Opens the file (WAL, foreign keys, the configured synchronous level) and returns the engine. */
 export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite> {
-  const { default: Database } = await import("libsql") as unknown as { default: new (path: string, o: { timeout: number }) => NativeDb };
+  const { default: Database } = (await import("libsql")) as unknown as { default: new (path: string, o: { timeout: number }) => NativeDb };
   const memory = opts.path === ":memory:";
   if (!memory) createPrivately(opts.path, opts.warn);
   const open = () => {
@@ -81,10 +89,18 @@ export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite>
     if (memory) return rollback();
     const old = conn;
     conn = open();
-    try { old.native.close(); } catch { /* already unusable */ }
+    try {
+      old.native.close();
+    } catch {
+      /* already unusable */
+    }
   };
   const rollback = () => {
-    try { if (conn.native.inTransaction) conn.native.exec("ROLLBACK"); } catch { /* replaced below */ }
+    try {
+      if (conn.native.inTransaction) conn.native.exec("ROLLBACK");
+    } catch {
+      /* replaced below */
+    }
     if (conn.native.inTransaction && !memory) replace();
   };
   // After a failure other than a constraint violation (which ends its statement cleanly), nothing of the
@@ -93,7 +109,11 @@ export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite>
     if (isConstraint(err)) return rollback();
     rollback();
     // If the file cannot be opened again right now, the old connection stays and the next failure tries again.
-    try { replace(); } catch { /* kept */ }
+    try {
+      replace();
+    } catch {
+      /* kept */
+    }
   };
   const statement = (text: string, method: Method) => {
     // One map per method, keyed by the text itself: drizzle's prepared queries pass the same string, whose hash V8 keeps.
@@ -112,9 +132,9 @@ export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite>
     const s = statement(q.sql, q.method);
     if (q.method === "run") {
       s.run(...q.params);
-      return { rows: [] };
+      return { rows: [] as Rows };
     }
-    return { rows: q.method === "get" ? s.get(...q.params) : s.all(...q.params) };
+    return { rows: (q.method === "get" ? s.get(...q.params) : s.all(...q.params)) as Rows };
   };
   // `work` inside BEGIN IMMEDIATE … COMMIT: a busy database fails at BEGIN, before anything ran.
   const transaction = <T>(work: () => T): T => {
