@@ -3,7 +3,7 @@ import type { Config } from "./config.ts";
 import type { Vault } from "./crypto.ts";
 import type { SQL, SQLWrapper } from "drizzle-orm";
 import type { SelectedFields } from "drizzle-orm/sqlite-core";
-import { type Db, type Engine, jsonArrayOf, type Tables } from "./db/db.ts";
+import { type Db, type Engine, jsonArrayOf, type Store, type Tables } from "./db/db.ts";
 import { logReason } from "./errors.ts";
 import type { KeptAnswers } from "./db/answers.ts";
 import type { Log } from "./log.ts";
@@ -31,6 +31,10 @@ export type Ctx = {
   /** The tables of the engine in use: take tables from here, never import them. */
   tables: Tables;
   engine: Engine;
+  /** Statements all-or-nothing (see Store.atomic). */
+  atomic: Store["atomic"];
+  /** One raw SQL statement (see Store.execute). */
+  execute: Store["execute"];
   /** Resolves when the database answers within the deadline (see Store.ready); /ready asks it. */
   ready(deadlineMs: number): Promise<void>;
   config: Config;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allTools, createApp } from "../registry.ts";
 import { mayCall, type Principal } from "../features/access/access.ts";
 import { loadConfig } from "../shared/config.ts";
-import { call, connectClient, ENGINE, type Spawned, startEverything, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
+import { call, connectClient, type Spawned, startEverything, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";
 const ADMIN2 = "admin-key-rotated-abcdef0123";
@@ -285,7 +285,7 @@ describe("internal errors", () => {
     try {
       // A table the registry needs, gone: every engine then fails the query with its own SQL error.
       const rename = sql`alter table users rename to users_gone`;
-      await (ENGINE === "postgres" ? (reg.ctx.db as unknown as { execute(q: typeof rename): Promise<unknown> }).execute(rename) : reg.ctx.db.run(rename));
+      await reg.ctx.execute(rename);
       const res = await reg.http("/role_for_user", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: "ann" }) });
       expect(res.status).toBe(500);
       const { error } = await res.json();

@@ -139,7 +139,7 @@ describe("hostile input", () => {
     const own = await startTestRegistry();
     try {
       const rename = sql`alter table users rename to users_gone`;
-      await (ENGINE === "postgres" ? (own.ctx.db as unknown as { execute(q: typeof rename): Promise<unknown> }).execute(rename) : own.ctx.db.run(rename));
+      await own.ctx.execute(rename);
       const secretId = "user-id-that-must-not-be-logged";
       const res = await own.http("/register_user", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: secretId }) });
       expect(res.status).toBe(500);

@@ -4,7 +4,6 @@ import { type Context, Hono } from "hono";
 import * as v from "valibot";
 import { audited, auditTarget } from "../audit/audit.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
-import { atomic } from "../../shared/db/db.ts";
 import { reencryptSecrets } from "../../shared/crypto.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
@@ -53,7 +52,7 @@ export async function sealUserToken(ctx: Ctx, serviceId: number, userId: string,
     await ctx.db.insert(users).values({ userId }).onConflictDoNothing();
     return (await ctx.db.insert(userTokens).values(row).onConflictDoNothing().returning({ serviceId: userTokens.serviceId })).length > 0;
   }
-  await atomic(ctx.db, (q) => [
+  await ctx.atomic((q) => [
     q.insert(users).values({ userId }).onConflictDoNothing(),
     q
       .insert(userTokens)

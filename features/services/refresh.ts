@@ -2,7 +2,7 @@
 import { and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, sql } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
 import { reencryptSecrets } from "../../shared/crypto.ts";
-import { atomic, type Tables } from "../../shared/db/db.ts";
+import type { Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import { type Discovery, type DiscoveredTool, discoverService, type SkippedTool } from "./discovery.ts";
@@ -123,7 +123,7 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
     const mine = and(eq(services.id, serviceId), eq(services.catalogueVersion, version));
     let results: unknown[];
     try {
-      results = await atomic(ctx.db, (q) => {
+      results = await ctx.atomic((q) => {
         const ours = exists(q.select({ one: sql`1` }).from(services).where(mine));
         return [
           q

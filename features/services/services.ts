@@ -6,7 +6,7 @@ import type { PendingAudit } from "../../shared/context.ts";
 import { auditedWith } from "../audit/audit.ts";
 import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
-import { asJson, atomic, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
+import { asJson, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
@@ -116,7 +116,7 @@ async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit
   const createdAt = new Date().toISOString();
   const discoveryToken = token ? await sealDiscoveryToken(ctx, { name: input.service_name, createdAt }, token) : null;
   try {
-    await atomic(ctx.db, (q) => [
+    await ctx.atomic((q) => [
       q.insert(services).values({
         name: input.service_name,
         endpoint: input.endpoint,

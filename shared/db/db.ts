@@ -19,10 +19,28 @@ export type Tables = typeof schema;
  */
 export type Db = LibSQLDatabase<Tables>;
 export type Engine = "sqlite" | "postgres";
+/** Statements for atomic(): built on the builder it is given (on PostgreSQL, the transaction's). */
+type Atomic = [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
+
+/**
+ * The database as the registry uses it, whatever the engine: the query builder (`db`, over `tables`),
+ * statements run all-or-nothing (`atomic`), raw SQL (`execute`), readiness. drizzle has no builder type
+ * common to two dialects, so the PostgreSQL builder is presented as the SQLite-typed `Db` in openPostgres,
+ * the one place that says so; what keeps that honest is that features use only the builder subset both
+ * engines share (the whole suite runs on both) and test/schema_parity.test.ts holds the schemas together.
+ */
 export type Store = {
   db: Db;
   tables: Tables;
   engine: Engine;
+  /**
+   * Runs the statements built by `build` all-or-nothing and returns each one's result (rows for a statement
+   * with .returning()). On SQLite one batch on one connection without yielding, so concurrent requests never
+   * interleave inside it; on PostgreSQL a transaction, and `build` receives the transaction to build on.
+   */
+  atomic(build: (q: Db) => Atomic): Promise<unknown[]>;
+  /** Runs one raw SQL statement (a sequence to move, a table to rename in a test). */
+  execute(query: SQL): Promise<void>;
   /** Resolves when the database answers (and, for a local file, its write lock can be taken) within `deadlineMs`; else throws why. */
   ready(deadlineMs: number): Promise<void>;
   close(): Promise<void>;
@@ -52,7 +70,17 @@ async function openSqlite(url: string, options: StoreOptions): Promise<Store> {
   await client.execute("PRAGMA foreign_keys=ON");
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: `${MIGRATIONS}/sqlite` });
-  return { db, tables: schema, engine: "sqlite", ready: (ms) => withinDeadline(client.execute("select 1"), ms), close: async () => client.close() };
+  return {
+    db,
+    tables: schema,
+    engine: "sqlite",
+    atomic: (build) => db.batch(build(db)),
+    execute: async (query) => {
+      await db.run(query);
+    },
+    ready: (ms) => withinDeadline(client.execute("select 1"), ms),
+    close: async () => client.close(),
+  };
 }
 
 // A local file (or :memory:) on one connection of `libsql` (the engine under @libsql/client), each
@@ -92,7 +120,19 @@ async function openLocal(url: string, options: StoreOptions): Promise<Store> {
   } finally {
     engine.exec("PRAGMA foreign_keys=ON");
   }
-  return { db: db as unknown as Db, tables: schema, engine: "sqlite", ready: (ms) => engine.check(ms), close: async () => engine.close() };
+  // The proxy's database type differs from libSQL's only in its raw result type, which features never see.
+  const local = db as unknown as Db;
+  return {
+    db: local,
+    tables: schema,
+    engine: "sqlite",
+    atomic: (build) => local.batch(build(local)),
+    execute: async (query) => {
+      await local.run(query);
+    },
+    ready: (ms) => engine.check(ms),
+    close: async () => engine.close(),
+  };
 }
 
 async function openPostgres(url: string): Promise<Store> {
@@ -108,11 +148,22 @@ async function openPostgres(url: string): Promise<Store> {
     await one.end();
   }
   const client = postgres(url, { max: 10, onnotice: () => {} });
-  const db = drizzlePg(client, { schema: pgSchema }) as unknown as Db;
+  const pg = drizzlePg(client, { schema: pgSchema });
+  // The one place the PostgreSQL builder is presented as the SQLite-typed Db (see Store).
+  const asDb = (builder: unknown) => builder as Db;
   return {
-    db,
+    db: asDb(pg),
     tables: pgSchema as unknown as Tables,
     engine: "postgres",
+    atomic: (build) =>
+      pg.transaction(async (tx) => {
+        const results: unknown[] = [];
+        for (const statement of build(asDb(tx))) results.push(await statement);
+        return results;
+      }),
+    execute: async (query) => {
+      await pg.execute(query);
+    },
     ready: (ms) => withinDeadline(client`select 1`.execute(), ms),
     close: () => client.end({ timeout: 5 }),
   };
@@ -129,24 +180,6 @@ async function withinDeadline(work: Promise<unknown>, ms: number): Promise<void>
   } finally {
     clearTimeout(timer);
   }
-}
-
-type Atomic = [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
-
-/**
- * Runs the statements built by `build` all-or-nothing. On SQLite this is one batch: it runs on one
- * connection without yielding, so concurrent requests never interleave inside it. On PostgreSQL it is a
- * transaction, and `build` receives the transaction to build on. Returns each statement's result.
- */
-export async function atomic(db: Db, build: (q: Db) => Atomic): Promise<unknown[]> {
-  // Only libSQL's drizzle has batch; postgres-js runs the same statements in a transaction.
-  // Either way the result of each statement comes back in order (rows for a statement with .returning()).
-  if ("batch" in db) return db.batch(build(db));
-  return (db as unknown as { transaction(fn: (tx: Db) => Promise<unknown[]>): Promise<unknown[]> }).transaction(async (tx) => {
-    const results: unknown[] = [];
-    for (const statement of build(tx)) results.push(await statement);
-    return results;
-  });
 }
 
 /**
@@ -180,11 +213,9 @@ export function asJson(engine: Engine, text: SQL): SQL {
  * After rows were inserted with explicit ids (an import), makes sure new rows get larger ids. SQLite's
  * AUTOINCREMENT already follows explicit ids; a PostgreSQL identity sequence has to be moved.
  */
-export async function syncIdSequence(store: { db: Db; engine: Engine }, table: "tools" | "services" | "roles" | "users"): Promise<void> {
+export async function syncIdSequence(store: Pick<Store, "engine" | "execute">, table: "tools" | "services" | "roles" | "users"): Promise<void> {
   if (store.engine !== "postgres") return;
-  await (store.db as unknown as { execute(q: SQL): Promise<unknown> }).execute(
-    sql`select setval(pg_get_serial_sequence(${table}, 'id'), coalesce((select max(id) from ${sql.identifier(table)}), 0) + 1, false)`,
-  );
+  await store.execute(sql`select setval(pg_get_serial_sequence(${table}, 'id'), coalesce((select max(id) from ${sql.identifier(table)}), 0) + 1, false)`);
 }
 
 /** True when an error (or its cause) is a violation of a UNIQUE or PRIMARY KEY constraint. */
