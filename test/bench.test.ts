@@ -1,4 +1,4 @@
-/** Issue 9: the benchmark runs (--quick) and writes valid results. Its numbers are judged by its own output, never here. */
+/** The benchmark runs (--quick) and writes valid results. Its numbers are judged by its own output, never here. */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";

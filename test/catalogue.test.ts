@@ -1,5 +1,5 @@
 /**
- * Issue 9: get_tools and /tools_for_role keep their answers while the catalogue generation is unchanged.
+ * get_tools and /tools_for_role keep their answers while the catalogue generation is unchanged.
  * Every change to services, tools, roles or tool_roles (through any tool, a refresh, another registry on
  * the same database, or SQL the registry never saw) must show in the very next answer.
  */

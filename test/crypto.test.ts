@@ -1,4 +1,4 @@
-/** Issue 4: the token vault (shared/crypto.ts) and its configuration (REGISTRY_SECRET, REGISTRY_SECRET_PREVIOUS). */
+/** The token vault (shared/crypto.ts) and its configuration (REGISTRY_SECRET, REGISTRY_SECRET_PREVIOUS). */
 import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-/** Issue 8: the registry against the MCP ecosystem's own tools — the conformance suite and the Inspector CLI. */
+/** The registry against the MCP ecosystem's own tools — the conformance suite and the Inspector CLI. */
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";

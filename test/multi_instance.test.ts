@@ -1,4 +1,4 @@
-/** Issue 6: several registry processes over one database; uniqueness holds under concurrency. */
+/** Several registry processes over one database; uniqueness holds under concurrency. */
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {

@@ -1,4 +1,4 @@
-/** Issue 8: clients of every protocol version in use, and the metadata every tool shows them (titles, hints, output schemas). */
+/** Clients of every protocol version in use, and the metadata every tool shows them (titles, hints, output schemas). */
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, startTestMcpServer, startTestRegistry, type TestRegistry } from "./helpers.ts";

@@ -1,4 +1,4 @@
-/** Issue 7: a catalogue that stays true — refresh_service, background refresh, health, discovery credentials, update_service. */
+/** A catalogue that stays true — refresh_service, background refresh, health, discovery credentials, update_service. */
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";

@@ -1,4 +1,4 @@
-/** Issue 8: the stdio entry point for desktop MCP clients, on Node (`node --import tsx stdio.ts`) and on Deno (`deno task stdio`). */
+/** The stdio entry point for desktop MCP clients, on Node (`node --import tsx stdio.ts`) and on Deno (`deno task stdio`). */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";

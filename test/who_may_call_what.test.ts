@@ -1,4 +1,4 @@
-/** Issue 5: who may call what — generated matrix over every tool and route, secure defaults, audit. */
+/** Who may call what — generated matrix over every tool and route, secure defaults, audit. */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allTools, createApp } from "../registry.ts";

@@ -1,4 +1,4 @@
-/** Issue 6: import from the predecessor's SQLite database, built here with its exact schema and quirks. */
+/** Import from the predecessor's SQLite database, built here with its exact schema and quirks. */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

@@ -1,4 +1,4 @@
-/** Issue 4: user credentials — authorize_user_to_service, revoke_user_token, /token, encryption at rest, key rotation. */
+/** User credentials — authorize_user_to_service, revoke_user_token, /token, encryption at rest, key rotation. */
 import { chmodSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
