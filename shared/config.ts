@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import * as v from "valibot";
 import { decodeKey } from "./crypto.ts";
+import { transformOrIssue } from "./validate.ts";
 
 /** Thrown for a bad setting; its message is the one line start-up prints. */
 export class ConfigError extends Error {}
@@ -20,28 +21,12 @@ const VARIABLES = {
     fallback: "8000",
   },
   DATABASE_URL: {
-    schema: v.pipe(
-      v.string(),
-      v.rawTransform(({ dataset, addIssue, NEVER }) => {
-        try {
-          return normalizeDatabaseUrl(dataset.value);
-        } catch (e) {
-          addIssue({ message: (e as Error).message });
-          return NEVER;
-        }
-      }),
-    ),
+    schema: v.pipe(v.string(), transformOrIssue(normalizeDatabaseUrl)),
     fallback: "file:registry.db",
   },
   AGENT_REREAD_HOOK: { schema: orNone(HttpUrl), fallback: "" },
   REGISTRY_DISCOVERY_TIMEOUT: {
-    schema: v.pipe(
-      v.string(),
-      v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"),
-      v.transform(Number),
-      v.minValue(0.1, "must be at least 0.1 seconds"),
-      v.maxValue(600, "must be at most 600 seconds"),
-    ),
+    schema: secondsWithin(0.1, 600),
     fallback: "10",
   },
   REGISTRY_REFRESH_INTERVAL: {
@@ -69,13 +54,7 @@ const VARIABLES = {
   REGISTRY_MAX_CATALOGUE_BYTES: { schema: count(65_536, 1_073_741_824), fallback: "8388608" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
-    schema: v.pipe(
-      v.string(),
-      v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"),
-      v.transform(Number),
-      v.minValue(0.1, "must be at least 0.1 seconds"),
-      v.maxValue(600, "must be at most 600 seconds"),
-    ),
+    schema: secondsWithin(0.1, 600),
     fallback: "5",
   },
 } as const;
@@ -91,6 +70,17 @@ function orNone<T>(schema: v.GenericSchema<string, T>) {
       addIssue({ message: result.issues[0].message });
       return NEVER;
     }),
+  );
+}
+
+// A number of seconds (decimals allowed) within bounds.
+function secondsWithin(min: number, max: number) {
+  return v.pipe(
+    v.string(),
+    v.regex(/^\d+(\.\d+)?$/, "must be a number of seconds"),
+    v.transform(Number),
+    v.minValue(min, `must be at least ${min} seconds`),
+    v.maxValue(max, `must be at most ${max} seconds`),
   );
 }
 

@@ -17,6 +17,18 @@ export function nestedWithin(value: unknown, max = MAX_NESTING): boolean {
   return true;
 }
 
+/** A transformation by a function that throws an Error saying what is wrong: its message becomes the issue. */
+export function transformOrIssue<T>(fn: (value: string) => T) {
+  return v.rawTransform<string, T>(({ dataset, addIssue, NEVER }) => {
+    try {
+      return fn(dataset.value);
+    } catch (err) {
+      addIssue({ message: (err as Error).message });
+      return NEVER;
+    }
+  });
+}
+
 /** Parses `value` with `schema` or throws AppError("invalid_input") naming each bad field. */
 export function validate<S extends v.GenericSchema>(schema: S, value: unknown, action: string): v.InferOutput<S> {
   const result = v.safeParse(schema, value);

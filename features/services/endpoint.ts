@@ -1,5 +1,6 @@
 /** Service endpoints: one spelling per URL, so the one-service-per-endpoint rule cannot be slipped past. */
 import * as v from "valibot";
+import { transformOrIssue } from "../../shared/validate.ts";
 
 /**
  * The endpoint as stored and handed to agents: the WHATWG form of an http(s) URL (scheme and host in lower
@@ -31,12 +32,5 @@ export const Endpoint = v.pipe(
   v.trim(),
   v.nonEmpty("must not be empty"),
   v.maxLength(2048, "must be at most 2048 characters"),
-  v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    try {
-      return normalizeEndpoint(dataset.value);
-    } catch (err) {
-      addIssue({ message: (err as Error).message });
-      return NEVER;
-    }
-  }),
+  transformOrIssue(normalizeEndpoint),
 );
