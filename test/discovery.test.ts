@@ -1,15 +1,25 @@
 import { existsSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { ListResourcesRequestSchema, ListToolsRequestSchema, ReadResourceRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { discoverService, FALLBACK_DESCRIPTION } from "../features/services/discovery.ts";
-import { call, catalogue, connectClient, freePort, type Spawned, startEverything, startTestMcpServer, startTestRegistry, type TestRegistry, tempDir, text } from "./helpers.ts";
+import {
+  call,
+  catalogue,
+  connectClient,
+  freePort,
+  type Spawned,
+  startEverything,
+  startSseMcpServer,
+  startTestMcpServer,
+  startTestRegistry,
+  type TestRegistry,
+  tempDir,
+  text,
+} from "./helpers.ts";
 
 const EVERYTHING_TOOLS = [
   "echo",
@@ -133,33 +143,8 @@ async function connectClientFor(url: string, transport: "streamable_http" | "sse
 }
 
 /** An SDK server speaking only the old SSE transport, at a path that does not end in /sse. */
-async function startSseOnlyServer(): Promise<{ url: string; stop(): Promise<void> }> {
-  const sessions = new Map<string, SSEServerTransport>();
-  const http = createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    if (req.method === "GET" && url.pathname === "/events") {
-      const transport = new SSEServerTransport("/messages", res);
-      sessions.set(transport.sessionId, transport);
-      const mcp = new Server({ name: "sse-only", version: "1.0.0" }, { capabilities: { tools: {} }, instructions: "An SSE-only server." });
-      mcp.setRequestHandler(ListToolsRequestSchema, () => oneTool("legacy"));
-      await mcp.connect(transport);
-      return;
-    }
-    const session = sessions.get(url.searchParams.get("sessionId") ?? "");
-    if (req.method === "POST" && url.pathname === "/messages" && session) return void session.handlePostMessage(req, res);
-    // A POST to /events is what a streamable HTTP client tries first.
-    res.writeHead(405).end();
-  });
-  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
-  const { port } = http.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}/events`,
-    stop: () =>
-      new Promise<void>((r) => {
-        http.close(() => r());
-        http.closeAllConnections();
-      }),
-  };
+function startSseOnlyServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  return startSseMcpServer("/events", (mcp) => mcp.setRequestHandler(ListToolsRequestSchema, () => oneTool("legacy")), "An SSE-only server.");
 }
 
 describe("cancellation", () => {

@@ -1,11 +1,9 @@
 /** Limits on what a downstream service may bring into the catalogue, and tool names that are not names. */
-import { createServer } from "node:http";
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { type CallToolResult, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BAD_NAME } from "../features/services/discovery.ts";
-import { call, connectClient, fails, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
+import { call, connectClient, fails, startSseMcpServer, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
 
 type McpServer = Awaited<ReturnType<typeof startTestMcpServer>>;
 type ToolEntry = { id: number; name: string; description: string; roles: string[] };
@@ -321,30 +319,9 @@ describe("limits over the legacy SSE transport", () => {
   beforeAll(async () => {
     // A long timeout: the refusal must come from the limit, not from the deadline.
     reg = await startTestRegistry({ ...LIMITS, REGISTRY_DISCOVERY_TIMEOUT: "60" });
-    const sessions = new Map<string, SSEServerTransport>();
-    const http = createServer(async (req, res) => {
-      const url = new URL(req.url ?? "/", "http://127.0.0.1");
-      if (req.method === "GET" && url.pathname === "/sse") {
-        const transport = new SSEServerTransport("/messages", res);
-        sessions.set(transport.sessionId, transport);
-        const mcp = new Server({ name: "sse-bulky", version: "1.0.0" }, { capabilities: { tools: {} } });
-        mcp.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [tool("bulky", { _meta: { padding: "x".repeat(1_000_000) } })] }));
-        await mcp.connect(transport);
-        return;
-      }
-      const session = sessions.get(url.searchParams.get("sessionId") ?? "");
-      if (req.method === "POST" && url.pathname === "/messages" && session) return void session.handlePostMessage(req, res);
-      res.writeHead(405).end();
-    });
-    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
-    sse = {
-      url: `http://127.0.0.1:${(http.address() as { port: number }).port}/sse`,
-      stop: () =>
-        new Promise<void>((r) => {
-          http.close(() => r());
-          http.closeAllConnections();
-        }),
-    };
+    sse = await startSseMcpServer("/sse", (mcp) =>
+      mcp.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [tool("bulky", { _meta: { padding: "x".repeat(1_000_000) } })] })),
+    );
   });
   afterAll(async () => {
     await reg?.stop();

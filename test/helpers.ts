@@ -1,6 +1,7 @@
 /** Test helpers: real registries on ephemeral ports, real MCP servers, real clients. No mocks of our code. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +9,7 @@ import { serve } from "@hono/node-server";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { expect } from "vitest";
@@ -282,4 +284,35 @@ export async function fails(reg: TestRegistry, name: string, args: Record<string
   expect(r.isError, text(r)).toBe(true);
   expect(await snapshot(reg)).toEqual(before);
   return text(r);
+}
+
+/**
+ * An SDK server speaking only the old HTTP+SSE transport: the event stream at `path` (GET), messages at
+ * /messages (POST); anything else, such as a streamable HTTP client's first POST, gets 405.
+ */
+export async function startSseMcpServer(path: string, setup: (server: Server) => void, instructions?: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const sessions = new Map<string, SSEServerTransport>();
+  const http = createHttpServer(async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    if (req.method === "GET" && url.pathname === path) {
+      const transport = new SSEServerTransport("/messages", res);
+      sessions.set(transport.sessionId, transport);
+      const mcp = new Server({ name: "sse-only", version: "1.0.0" }, { capabilities: { tools: {} }, instructions });
+      setup(mcp);
+      await mcp.connect(transport);
+      return;
+    }
+    const session = sessions.get(url.searchParams.get("sessionId") ?? "");
+    if (req.method === "POST" && url.pathname === "/messages" && session) return void session.handlePostMessage(req, res);
+    res.writeHead(405).end();
+  });
+  await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(http.address() as { port: number }).port}${path}`,
+    stop: () =>
+      new Promise<void>((r) => {
+        http.close(() => r());
+        http.closeAllConnections();
+      }),
+  };
 }
