@@ -3,9 +3,11 @@ import { Hono } from "hono";
 import { accessMiddleware, createKeyRing, type KeyRing, mcpServing } from "./features/access/access.ts";
 import { audit } from "./features/audit/audit.ts";
 import { credentials } from "./features/credentials/credentials.ts";
+import { gateway } from "./features/gateway/gateway.ts";
 import { health } from "./features/health/health.ts";
 import { roles } from "./features/roles/roles.ts";
 import { services } from "./features/services/services.ts";
+import { userKeys } from "./features/user_keys/user_keys.ts";
 import { users } from "./features/users/users.ts";
 import type { Config } from "./shared/config.ts";
 import { type Ctx, freshState } from "./shared/context.ts";
@@ -17,7 +19,7 @@ import { createLog, type Log } from "./shared/log.ts";
 import { mcpHandler, type ToolDef } from "./shared/mcp.ts";
 
 /** The registry's features, in the order tools/list shows their tools. */
-const FEATURES: Feature[] = [health, services, credentials, roles, users, audit];
+const FEATURES: Feature[] = [health, services, credentials, roles, users, userKeys, audit, gateway];
 
 /** Every MCP tool of the registry, in the order tools/list shows them. */
 export const allTools: ToolDef[] = FEATURES.flatMap((f) => f.tools ?? []);
@@ -44,7 +46,8 @@ export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx;
   const vault = await openVault(config, log);
   const store: Store = await openStore(config.databaseUrl, { sqliteSync: config.sqliteSync, busyTimeoutMs: config.busyTimeoutMs, warn: (message) => log.warn(message) });
   const { db, tables, engine, atomic, execute, ready } = store;
-  const ctx: Ctx = { db, tables, engine, atomic, execute, ready, config, log, vault, ...freshState() };
+  const publicUrl = config.publicUrl ?? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}`;
+  const ctx: Ctx = { db, tables, engine, atomic, execute, ready, config, publicUrl, log, vault, ...freshState() };
   // A key that cannot read the stored secrets stops start-up here, not at the first /token (or refresh).
   try {
     for (const feature of FEATURES) await feature.prepare?.(ctx);
@@ -76,6 +79,8 @@ export async function startRegistry(config: Config, log: Log = createLog()): Pro
   const running = FEATURES.flatMap((f) => (f.start ? [f.start(ctx)] : []));
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `http://${host}:${server.port}`;
+  // Port 0 is known only now: links point at the address the registry really listens on.
+  if (!config.publicUrl) ctx.publicUrl = url;
   return {
     url,
     port: server.port,

@@ -53,6 +53,14 @@ const VARIABLES = {
   REGISTRY_MAX_DISCOVERY_PAGES: { schema: count(1, 10_000), fallback: "100" },
   REGISTRY_MAX_CATALOGUE_BYTES: { schema: count(65_536, 1_073_741_824), fallback: "8388608" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
+  REGISTRY_PUBLIC_URL: {
+    schema: orNone(v.pipe(HttpUrl, v.transform((s) => s.replace(/\/+$/, "")))),
+    fallback: "",
+  },
+  REGISTRY_GATEWAY_TIMEOUT: {
+    schema: secondsWithin(0.1, 3600),
+    fallback: "30",
+  },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
     schema: secondsWithin(0.1, 600),
     fallback: "5",
@@ -163,6 +171,10 @@ const ConfigSchema = v.pipe(
     allowedOrigins: e.REGISTRY_ALLOWED_ORIGINS ?? [],
     /** REGISTRY_AUDIT_RETENTION_DAYS: audit events older than this are deleted in the background (0: kept forever). */
     auditRetentionDays: e.REGISTRY_AUDIT_RETENTION_DAYS,
+    /** REGISTRY_PUBLIC_URL: the registry's address as users reach it, for the links it hands out (null: its own listening URL). */
+    publicUrl: e.REGISTRY_PUBLIC_URL,
+    /** REGISTRY_GATEWAY_TIMEOUT: how long the gateway waits for a downstream service's answer to one call. */
+    gatewayTimeoutMs: seconds(e.REGISTRY_GATEWAY_TIMEOUT),
     /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
     limits: {
       /** REGISTRY_MAX_TOOLS: tools per service. */

@@ -9,9 +9,12 @@ import type { KeptAnswers } from "./db/answers.ts";
 import type { Log } from "./log.ts";
 
 /** Who may be calling: see features/access for how a caller is recognised and what each may call. */
-export type Principal = "anonymous" | "agent" | "admin";
-/** The caller of a request: its principal and a label safe to log (never the key). */
-export type Caller = { principal: Principal; label: string };
+export type Principal = "anonymous" | "user" | "agent" | "admin";
+/**
+ * The caller of a request: its principal and a label safe to log (never the key). `userId`: the user a
+ * user key belongs to, or the user an agent acts for on the gateway (X-Registry-User).
+ */
+export type Caller = { principal: Principal; label: string; userId?: string };
 
 /** One audit event as actions report it (features/audit writes it). */
 export type AuditEntry = { caller: Caller; action: string; target: string; outcome: string; detail?: string };
@@ -38,6 +41,8 @@ export type Ctx = {
   /** Resolves when the database answers within the deadline (see Store.ready); /ready asks it. */
   ready(deadlineMs: number): Promise<void>;
   config: Config;
+  /** The registry's address for links it hands out: REGISTRY_PUBLIC_URL, else its listening URL (set once it listens). */
+  publicUrl: string;
   log: Log;
   /** Encrypts and decrypts user tokens (key loaded once at start-up). */
   vault: Vault;

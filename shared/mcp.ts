@@ -117,25 +117,37 @@ function isObject(value: unknown): value is Record<string, unknown> {
 export function mcpHandler(serve: McpServing): (c: Context<AppEnv>) => Promise<Response> {
   const validator = new AjvJsonSchemaValidator();
   return async (c) => {
-    if (c.req.method !== "POST") {
-      return c.json({ error: { code: "method_not_allowed", message: "This MCP endpoint is stateless: use POST" } }, 405, { Allow: "POST" });
-    }
+    if (c.req.method !== "POST") return notPost(c);
     const { ctx, caller } = { ctx: c.get("ctx"), caller: c.get("caller") };
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await connectGuarded(serve.server(ctx, caller, validator), transport, (action, reason) => serve.refused(ctx, caller, action, reason));
-    // The body is read here, directly (@hono/node-server), and handed over parsed: the transport would
-    // read it as a stream of a whole new Request. Not JSON: the transport reports the parse error itself.
-    let parsedBody: unknown;
-    try {
-      parsedBody = JSON.parse(await c.req.text());
-    } catch {
-      /* left to the transport */
-    }
-    // No server.close() afterwards: with JSON responses every handler has finished when the response is
-    // ready, so closing would only abort finished work (an AbortError and an McpError built per request,
-    // about a tenth of a tool call's cost); the server and transport are garbage once this returns.
-    return transport.handleRequest(c.req.raw, { parsedBody });
+    return answerMcp(c, serve.server(ctx, caller, validator), (action, reason) => serve.refused(ctx, caller, action, reason), await readMcpBody(c));
   };
+}
+
+/** The answer of a stateless MCP endpoint to any method but POST. */
+export function notPost(c: Context<AppEnv>): Response {
+  return c.json({ error: { code: "method_not_allowed", message: "This MCP endpoint is stateless: use POST" } }, 405, { Allow: "POST" });
+}
+
+/**
+ * The body of an MCP request, parsed (undefined when it is not JSON: the transport reports the parse error
+ * itself). Read here, directly (@hono/node-server): the transport would read it as a stream of a whole new Request.
+ */
+export async function readMcpBody(c: Context<AppEnv>): Promise<unknown> {
+  try {
+    return JSON.parse(await c.req.text());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Answers one stateless streamable HTTP request with `server` (a new transport, JSON responses), every message guarded (connectGuarded). */
+export async function answerMcp(c: Context<AppEnv>, server: Server, onRefused: (action: string, reason: string) => void, parsedBody: unknown): Promise<Response> {
+  const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  await connectGuarded(server, transport, onRefused);
+  // No server.close() afterwards: with JSON responses every handler has finished when the response is
+  // ready, so closing would only abort finished work (an AbortError and an McpError built per request,
+  // about a tenth of a tool call's cost); the server and transport are garbage once this returns.
+  return transport.handleRequest(c.req.raw, { parsedBody });
 }
 
 /** What an MCP endpoint serves a caller: a server for one request, and what to do with a refused message. */

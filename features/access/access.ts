@@ -12,12 +12,15 @@ import type { Caller, Ctx, Principal } from "../../shared/context.ts";
 import { AppError, describeForLog, recognizeError, toToolError } from "../../shared/errors.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { createMcpServer, listTools, type McpServing, type ToolDef } from "../../shared/mcp.ts";
+import { UserId } from "../../shared/names.ts";
 import { validate } from "../../shared/validate.ts";
 import { audited, auditTarget, recordAudit } from "../audit/audit.ts";
+import { isUserKey, resolveUserKey } from "../user_keys/user_keys.ts";
 
 export type { Caller, Principal };
 
-const RANK: Record<Principal, number> = { anonymous: 0, agent: 1, admin: 2 };
+// A user (a user key) ranks above anonymous only for the gateway: it is refused everywhere else (accessMiddleware).
+const RANK: Record<Principal, number> = { anonymous: 0, user: 1, agent: 2, admin: 3 };
 
 /**
  * The least principal allowed for each MCP tool ("tool <name>") and HTTP route ("<METHOD> <path>").
@@ -26,6 +29,10 @@ const RANK: Record<Principal, number> = { anonymous: 0, agent: 1, admin: 2 };
 const RULES: Record<string, Principal> = {
   "GET /health": "anonymous",
   "GET /ready": "anonymous",
+  // The connect page: its one-time code is the credential (features/gateway/connect.ts).
+  CONNECT: "anonymous",
+  // The gateway: a user key as its user, or an agent (or admin) key acting for X-Registry-User.
+  GATEWAY: "user",
   "tool list_services": "agent",
   "tool get_tools": "agent",
   "tool get_service": "agent",
@@ -99,12 +106,13 @@ function isLoopback(host: string): boolean {
  */
 export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<AppEnv> {
   const guardHost = isLoopback(ctx.config.host);
-  const allowedOrigins = new Set(ctx.config.allowedOrigins);
+  // The public URL's origin is the registry's own, also behind a proxy that rewrites Host.
+  const allowedOrigins = new Set([...ctx.config.allowedOrigins, ...(ctx.config.publicUrl ? [new URL(ctx.config.publicUrl).origin] : [])]);
   return async function access(c, next) {
     c.set("ctx", ctx);
     const path = c.req.path.replace(/\/+$/, "") || "/";
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
-    const rule = path === "/mcp" ? "MCP" : `${method} ${path}`;
+    const rule = ruleOf(method, path);
     const anonymous = mayCall({ principal: "anonymous", label: "anonymous" }, rule);
     const refusal = (guardHost ? foreignHost(c.req.header("host")) : null) ?? (anonymous && method === "GET" ? null : foreignOrigin(c, allowedOrigins, guardHost));
     if (refusal) {
@@ -117,7 +125,8 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
       });
       throw new AppError("forbidden", refusal);
     }
-    const caller = keys.resolve(c.req.header("authorization"));
+    const authorization = c.req.header("authorization");
+    const caller = isUserKey(authorization) ? await resolveUserKey(ctx, authorization!) : keys.resolve(authorization);
     if (anonymous) {
       c.set("caller", caller ?? { principal: "anonymous", label: "anonymous" });
       return next();
@@ -126,11 +135,36 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
       c.header("WWW-Authenticate", 'Bearer realm="mcp-registry"');
       throw new AppError("unauthorized", caller ? "Authentication required: send Authorization: Bearer <key>" : "Invalid API key");
     }
+    if (caller.principal === "user" && rule !== "GATEWAY") throw new AppError("forbidden", "A user key opens only the gateway (POST /gateway/mcp)");
     // Any known key may open the MCP endpoint; each tool is then checked against its own rule.
     if (rule !== "MCP" && !mayCall(caller, rule)) throw new AppError("forbidden", `The ${caller.principal} key may not call ${rule}`);
-    c.set("caller", caller);
+    c.set("caller", rule === "GATEWAY" ? actingFor(caller, c.req.header("x-registry-user")) : caller);
     return next();
   };
+}
+
+// The rule a request falls under: the MCP endpoints and the connect page by path whatever the method
+// (they answer a wrong method themselves), every other route by method and path.
+function ruleOf(method: string, path: string): string {
+  if (path === "/mcp") return "MCP";
+  if (path === "/gateway/mcp") return "GATEWAY";
+  if (path.startsWith("/connect/")) return "CONNECT";
+  return `${method} ${path}`;
+}
+
+/**
+ * The gateway's caller with the user it acts for: a user key's own user (X-Registry-User may only repeat
+ * it), or for an agent or admin key the user named in X-Registry-User, which it must send.
+ */
+function actingFor(caller: Caller, header: string | undefined): Caller {
+  if (caller.principal === "user") {
+    if (header !== undefined && header.trim() !== caller.userId)
+      throw new AppError("forbidden", `This user key acts only for user "${caller.userId}": leave out X-Registry-User or send that user`);
+    return caller;
+  }
+  if (header === undefined || header.trim() === "")
+    throw new AppError("invalid_input", "The gateway acts for one user: with an agent key, name the user in the X-Registry-User header");
+  return { ...caller, userId: validate(UserId, header, "act for the user of X-Registry-User") };
 }
 
 // DNS rebinding: the reason a loopback-bound registry refuses a request for another host name, or null.
@@ -174,7 +208,7 @@ export function mcpServing(tools: ToolDef[]): McpServing {
   const byName = new Map(tools.map((t) => [t.name, t]));
   const listed = listTools(tools);
   const visible = Object.fromEntries(
-    (["anonymous", "agent", "admin"] as const).map((p) => [p, listed.filter((t) => mayCall({ principal: p, label: p }, `tool ${t.name}`))]),
+    (["anonymous", "user", "agent", "admin"] as const).map((p) => [p, listed.filter((t) => mayCall({ principal: p, label: p }, `tool ${t.name}`))]),
   ) as Record<Principal, typeof listed>;
   return {
     server: (ctx, caller, validator): Server => createMcpServer(visible[caller.principal], (name, args) => callTool(ctx, byName, caller, name, args), validator),

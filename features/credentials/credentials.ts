@@ -14,8 +14,8 @@ import { defineTool } from "../../shared/mcp.ts";
 const MAX_TOKEN_BYTES = 8192;
 const encoder = new TextEncoder();
 
-// Surrounding whitespace is never part of an HTTP credential; control characters would break the header.
-const Token = v.pipe(
+/** A user's token: surrounding whitespace is never part of an HTTP credential; control characters would break the header. */
+export const Token = v.pipe(
   v.string("must be a string"),
   v.trim(),
   v.nonEmpty("must not be empty"),
@@ -38,6 +38,11 @@ function tokenAad(serviceId: number, userId: string): string {
   return `user_tokens\n${serviceId}\n${userId}`;
 }
 
+/** A token encrypted for its row (service row id, user name): it decrypts nowhere else. */
+export function sealToken(ctx: Ctx, serviceId: number, userId: string, token: string): Promise<string> {
+  return ctx.vault.encrypt(token, tokenAad(serviceId, userId));
+}
+
 /**
  * Encrypts a token for its row (service row id, user name) and stores it, creating an unknown user.
  * With replace, an existing token is replaced (user and token written all-or-nothing); without, it is
@@ -45,7 +50,7 @@ function tokenAad(serviceId: number, userId: string): string {
  */
 export async function sealUserToken(ctx: Ctx, serviceId: number, userId: string, token: string, opts: { replace: boolean }): Promise<boolean> {
   const { users, userTokens } = ctx.tables;
-  const ciphertext = await ctx.vault.encrypt(token, tokenAad(serviceId, userId));
+  const ciphertext = await sealToken(ctx, serviceId, userId, token);
   const updatedAt = new Date().toISOString();
   const row = { userId: sql`(select ${users.id} from ${users} where ${users.userId} = ${userId})`, serviceId, ciphertext, updatedAt };
   if (!opts.replace) {
@@ -60,6 +65,16 @@ export async function sealUserToken(ctx: Ctx, serviceId: number, userId: string,
       .onConflictDoUpdate({ target: [userTokens.userId, userTokens.serviceId], set: { ciphertext, updatedAt } }),
   ]);
   return true;
+}
+
+/** A user's stored token for a service, decrypted; null when it was not sealed for this row (moved or altered: ask the user again). */
+export async function openUserToken(ctx: Ctx, serviceId: number, userId: string, ciphertext: string): Promise<string | null> {
+  try {
+    return await ctx.vault.decrypt(ciphertext, tokenAad(serviceId, userId));
+  } catch {
+    ctx.log.warn("Stored token cannot be decrypted for its row", { service_id: serviceId, user_id: userId });
+    return null;
+  }
 }
 
 /** Stores or replaces a user's token for a service that requires authorization; an unknown user is created. */
@@ -104,14 +119,11 @@ async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<TokenAn
   if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
   if (!row.required) return { status: "Ok" };
   if (!row.ciphertext) throw new AppError("token_missing", `Cannot ${action}: no token is stored; ask the user for it and call authorize_user_to_service`);
-  try {
-    return { token: await ctx.vault.decrypt(row.ciphertext, tokenAad(row.serviceId, input.user_id)), method_authorization: row.method };
-  } catch {
-    // Not sealed for this row (moved or altered): treat it as missing so the agent asks the user again,
-    // and storing the token anew repairs the row.
-    ctx.log.warn("Stored token cannot be decrypted for its row", { service_name: input.service_name, user_id: input.user_id });
+  const token = await openUserToken(ctx, row.serviceId, input.user_id, row.ciphertext);
+  // Not sealed for this row: treated as missing so the agent asks the user again; storing it anew repairs the row.
+  if (token === null)
     throw new AppError("token_missing", `Cannot ${action}: the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service`);
-  }
+  return { token, method_authorization: row.method };
 }
 
 // The /token query, prepared once per registry (building it costs more than running it).

@@ -120,7 +120,7 @@ async function discoverWith(transport: Transport, url: URL, options: DiscoverOpt
     const headers = new Headers(init?.headers);
     for (const [k, v] of Object.entries(options.headers ?? {})) headers.set(k, v);
     const response = await fetch(input, { ...init, headers, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
-    return counted(response, limits.answerBytes, refusal);
+    return counted(response, limits.answerBytes, () => refusal.refuse(`answered with more than ${limits.answerBytes} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`));
   };
   const client = new Client({ name: "mcp-registry-discovery", version: "1.0.0" });
   const t = transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
@@ -188,12 +188,13 @@ async function relayed<T>(options: RequestOptions, run: (options: RequestOptions
   }
 }
 
-// The response with its body counted while it is read: past `limit` bytes the body errors and the discovery
-// is refused, so an answer larger than the limit is never held in memory. A declared length past it is refused unread.
-function counted(response: Response, limit: number, refusal: Refusal): Response {
+/**
+ * The response with its body counted while it is read: past `limit` bytes the body errors with `tooLarge()`,
+ * so an answer larger than the limit is never held in memory. A declared length past it is refused unread.
+ */
+export function counted(response: Response, limit: number, tooLarge: () => Error): Response {
   // No body to read, or a redirect whose body the SDK only cancels (and whose url and type it reads).
   if (!response.body || response.status === 204 || response.status === 205 || (response.status >= 300 && response.status < 400)) return response;
-  const tooLarge = () => refusal.refuse(`answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`);
   if (Number(response.headers.get("content-length") ?? 0) > limit) {
     response.body.cancel().catch(() => {});
     throw tooLarge();
@@ -281,8 +282,8 @@ async function readDescription(client: Client, requestOptions: RequestOptions, m
   return client.getInstructions()?.trim() || FALLBACK_DESCRIPTION;
 }
 
-// Blanks out every header value, and the credential after its scheme ("Bearer <token>"), in a message.
-function redact(message: string, headers: Record<string, string> | undefined): string {
+/** Blanks out every header value, and the credential after its scheme ("Bearer <token>"), in a message. */
+export function redact(message: string, headers: Record<string, string> | undefined): string {
   const secrets = Object.values(headers ?? {})
     .flatMap((value) => [value, value.replace(/^\S+\s+/, "")])
     .filter((s) => s.length >= 4);
@@ -306,8 +307,8 @@ const NETWORK_REASONS: Record<string, string> = {
   ECONNRESET: "connection reset",
 };
 
-// A short, safe explanation of why a connection failed (no stack, no internals of ours).
-function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): string {
+/** A short, safe explanation of why a connection failed (no stack, no internals of ours). */
+export function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): string {
   if (deadline.aborted) return `no answer within ${timeoutMs / 1000} s`;
   // fetch hides the network error code in its cause chain; the SSE transport keeps it only in its message.
   for (const e of chain(err)) {

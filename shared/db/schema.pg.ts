@@ -92,6 +92,41 @@ export const userTokens = pgTable(
   (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)],
 );
 
+/** Keys an admin issued to users: each opens only the gateway, only as its user. Stored as a SHA-256 digest, never the key. */
+export const userKeys = pgTable(
+  "user_keys",
+  {
+    id: id(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    label: text("label").notNull(),
+    digest: text("digest").notNull().unique(),
+    createdAt: now("created_at"),
+    lastUsedAt: text("last_used_at"),
+  },
+  (t) => [uniqueIndex("user_keys_user_label").on(t.userId, t.label)],
+);
+
+/** One-time links to the connect page, where a user stores a missing credential (SHA-256 digest of the code, never the code). */
+export const connectLinks = pgTable(
+  "connect_links",
+  {
+    digest: text("digest").primaryKey(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    serviceId: integer("service_id")
+      .notNull()
+      .references(() => services.id, { onDelete: "cascade" }),
+    expiresAt: text("expires_at").notNull(),
+    // Set, with a value only the spending request knows, when the link is used: a link is spent once.
+    spentBy: text("spent_by"),
+    createdAt: now("created_at"),
+  },
+  (t) => [index("connect_links_user_service").on(t.userId, t.serviceId), index("connect_links_expires").on(t.expiresAt)],
+);
+
 /** Who did what to which target, and how it ended. Never holds a secret. */
 export const auditEvents = pgTable(
   "audit_events",

@@ -1,0 +1,191 @@
+/**
+ * The gateway's connections to downstream services: one initialized MCP session per (service, user,
+ * credential), reused while it is used and closed after a minute idle. Two users never share a session,
+ * and a session never carries anything but the user's own credential.
+ */
+import { createHash } from "node:crypto";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { type CallToolResult, CallToolResultSchema, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import type { Ctx } from "../../shared/context.ts";
+import { AppError } from "../../shared/errors.ts";
+import { counted, reasonOf, redact } from "../services/discovery.ts";
+
+/** A session unused this long is closed. */
+export const IDLE_MS = 60_000;
+/** Sessions one registry keeps open at most; past it the least recently used is closed. */
+const MAX_SESSIONS = 1000;
+
+/** Where a call goes and as whom: the service, the user, and the headers carrying the user's credential (if any). */
+export type Downstream = {
+  serviceId: number;
+  service: string;
+  endpoint: string;
+  transport: "streamable_http" | "sse";
+  userId: string;
+  headers: Record<string, string> | undefined;
+};
+
+type Session = { client: Client; timer?: ReturnType<typeof setTimeout>; failure?: AppError };
+type Pool = { sessions: Map<string, Promise<Session>>; closed: boolean };
+const pools = new WeakMap<Ctx, Pool>();
+
+function poolOf(ctx: Ctx): Pool {
+  let pool = pools.get(ctx);
+  if (!pool) {
+    pool = { sessions: new Map(), closed: false };
+    pools.set(ctx, pool);
+  }
+  return pool;
+}
+
+// One key per service, endpoint, transport, user and credential: a changed credential opens a new session.
+function keyOf(d: Downstream): string {
+  return createHash("sha256")
+    .update(JSON.stringify([d.serviceId, d.endpoint, d.transport, d.userId, d.headers ?? null]))
+    .digest("hex");
+}
+
+/**
+ * Calls `name` with `args` (passed on untouched) on the downstream service as the user and returns its
+ * result as it came. A failure is an AppError naming the service: an error answer, no answer within the
+ * gateway's timeout, an unreachable service. A session the service forgot (HTTP 404) is opened anew once.
+ */
+export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args: Record<string, unknown> | undefined): Promise<CallToolResult> {
+  const timeoutMs = ctx.config.gatewayTimeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    const key = keyOf(d);
+    let session: Session | undefined;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    try {
+      session = await withTimeout(sessionFor(ctx, key, d, deadline), deadline);
+      const result = await session.client.request({ method: "tools/call", params: { name, arguments: args } }, CallToolResultSchema, {
+        signal: deadline,
+        timeout: timeoutMs,
+      });
+      idle(ctx, key, session);
+      return result as CallToolResult;
+    } catch (err) {
+      // The service answered with an error, or this call took too long: the session stays for other calls.
+      const answered = err instanceof McpError && err.code !== ErrorCode.ConnectionClosed && !session?.failure;
+      if (answered && session) idle(ctx, key, session);
+      if (answered && err.code !== ErrorCode.RequestTimeout)
+        throw new AppError("unavailable", `Service "${d.service}" refused the call of "${name}": ${redact(err.message, d.headers).slice(0, 500)}`, 502);
+      if (!answered) await drop(ctx, key);
+      if (attempt === 0 && err instanceof StreamableHTTPError && err.code === 404) continue;
+      throw session?.failure ?? failureOf(d, err, deadline, timeoutMs);
+    }
+  }
+}
+
+function failureOf(d: Downstream, err: unknown, deadline: AbortSignal, timeoutMs: number): AppError {
+  if (err instanceof AppError) return err;
+  const timedOut = deadline.aborted || (err instanceof McpError && err.code === ErrorCode.RequestTimeout);
+  const reason = timedOut ? `no answer within ${timeoutMs / 1000} s (REGISTRY_GATEWAY_TIMEOUT)` : reasonOf(err, deadline, timeoutMs);
+  return new AppError("unavailable", `Service "${d.service}" could not be reached: ${redact(reason, d.headers)}`, timedOut ? 504 : 502);
+}
+
+// The open session for a key, or a new one; concurrent first calls share one initialization.
+function sessionFor(ctx: Ctx, key: string, d: Downstream, deadline: AbortSignal): Promise<Session> {
+  const pool = poolOf(ctx);
+  if (pool.closed) throw new AppError("unavailable", "The registry is stopping", 503);
+  const open = pool.sessions.get(key);
+  if (open) {
+    // Most recently used last: the first entry is the one to close when the pool is full.
+    pool.sessions.delete(key);
+    pool.sessions.set(key, open);
+    return open;
+  }
+  if (pool.sessions.size >= MAX_SESSIONS) void drop(ctx, pool.sessions.keys().next().value!);
+  const opening = connect(ctx, d, deadline);
+  pool.sessions.set(key, opening);
+  // A failed initialization is not kept: the next call tries again.
+  opening.catch(() => {
+    if (pool.sessions.get(key) === opening) pool.sessions.delete(key);
+  });
+  return opening;
+}
+
+async function connect(ctx: Ctx, d: Downstream, deadline: AbortSignal): Promise<Session> {
+  const limit = ctx.config.limits.answerBytes;
+  const session = {} as Session;
+  // Every request carries only the user's credential. An answer past the limit ends the session; its calls fail saying why.
+  const fetchWith = async (input: string | URL, init?: RequestInit) => {
+    const headers = new Headers(init?.headers);
+    for (const [k, v] of Object.entries(d.headers ?? {})) headers.set(k, v);
+    const response = await sameOriginFetch(input, { ...init, headers });
+    if ((init?.method ?? "GET") !== "POST") return response;
+    return counted(response, limit, () => {
+      session.failure ??= new AppError("unavailable", `Service "${d.service}" answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`, 502);
+      void session.client.close().catch(() => {});
+      return session.failure;
+    });
+  };
+  const url = new URL(d.endpoint);
+  const transport = d.transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
+  session.client = new Client({ name: "mcp-registry-gateway", version: "0.1.0" });
+  try {
+    await session.client.connect(transport, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs });
+  } catch (err) {
+    await session.client.close().catch(() => {});
+    throw err;
+  }
+  return session;
+}
+
+// The session is idle from now: closed after IDLE_MS unless used again.
+function idle(ctx: Ctx, key: string, session: Session): void {
+  clearTimeout(session.timer);
+  session.timer = setTimeout(() => void drop(ctx, key), IDLE_MS);
+  session.timer.unref?.();
+}
+
+async function drop(ctx: Ctx, key: string): Promise<void> {
+  const pool = poolOf(ctx);
+  const opening = pool.sessions.get(key);
+  if (!opening) return;
+  pool.sessions.delete(key);
+  const session = await opening.catch(() => null);
+  if (!session) return;
+  clearTimeout(session.timer);
+  await session.client.close().catch(() => {});
+}
+
+/** Closes every downstream session (the registry is stopping); later calls are refused. */
+export async function closeSessions(ctx: Ctx): Promise<void> {
+  const pool = poolOf(ctx);
+  pool.closed = true;
+  await Promise.all([...pool.sessions.keys()].map((key) => drop(ctx, key)));
+}
+
+/** How many downstream sessions are open (tests and docs/gateway.md's measurements). */
+export function openSessions(ctx: Ctx): number {
+  return poolOf(ctx).sessions.size;
+}
+
+/**
+ * fetch following at most 5 redirects, each within the endpoint's origin: the user's credential is never
+ * sent to another host (a redirect elsewhere is an error), while a service that redirects /mcp to /mcp/ works.
+ */
+async function sameOriginFetch(input: string | URL, init: RequestInit): Promise<Response> {
+  let url = new URL(input);
+  for (let hops = 0; ; hops++) {
+    const response = await fetch(url, { ...init, redirect: "manual" });
+    const location = response.headers.get("location");
+    if (response.status < 300 || response.status >= 400 || !location) return response;
+    await response.body?.cancel().catch(() => {});
+    const next = new URL(location, url);
+    if (next.origin !== url.origin || hops === 5) throw new Error(`the service redirected to ${next.origin === url.origin ? "itself too often" : "another origin"}`);
+    url = next;
+  }
+}
+
+function withTimeout<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new McpError(ErrorCode.RequestTimeout, "timeout"));
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
