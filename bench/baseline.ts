@@ -3,21 +3,29 @@
  * same runtime, own process): GET /json, a bare Hono route answering a small JSON body; POST /mcp, a bare
  * SDK stateless MCP server (low-level Server + WebStandardStreamableHTTPServerTransport, one trivial tool).
  * `baseline.ts hono` serves only the first, `baseline.ts sdk` only the second (the benchmark runs each in a
- * fresh process of its own). Prints "baseline listening on <port>" once it accepts connections.
+ * fresh process of its own). With BASELINE_MANY_TOOLS=<n>, `baseline.ts sdk` also serves POST /many/mcp: the
+ * same server listing n other tools, t0 to t<n-1> (the benchmark registers it as the gateway's service of a
+ * role with 500 tools; /mcp is unchanged). Prints "baseline listening on <port>" once it accepts connections.
  */
 import process from "node:process";
 import { serve } from "@hono/node-server";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { CallToolRequestSchema, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 
 const ECHO = {
   name: "echo",
   description: "Echoes its text.",
   inputSchema: { type: "object" as const, properties: { text: { type: "string" } }, required: ["text"] },
 };
+
+const MANY = Array.from({ length: Number(process.env.BASELINE_MANY_TOOLS ?? 0) }, (_, i) => ({
+  name: `t${i}`,
+  description: `Tool ${i} of the many-tools service: looks something up for the query and returns the matches as JSON.`,
+  inputSchema: { type: "object" as const, properties: { query: { type: "string", description: "What to look for" } }, required: ["query"] },
+}));
 
 // The smallest honest version of each thing the registry does.
 function baselineApp(which: string): Hono {
@@ -26,9 +34,9 @@ function baselineApp(which: string): Hono {
   if (which === "hono") return app;
   // The same best practices the registry uses (DESIGN.md section 2): one shared validator, JSON responses.
   const validator = new AjvJsonSchemaValidator();
-  app.post("/mcp", async (c) => {
+  const mcp = (tools: Tool[]) => async (c: Context) => {
     const server = new Server({ name: "baseline", version: "1.0.0" }, { capabilities: { tools: {} }, jsonSchemaValidator: validator });
-    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [ECHO] }));
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
     server.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: "text", text: String(req.params.arguments?.text ?? "") }] }));
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     await server.connect(transport);
@@ -37,7 +45,9 @@ function baselineApp(which: string): Hono {
     } finally {
       void server.close();
     }
-  });
+  };
+  app.post("/mcp", mcp([ECHO]));
+  if (MANY.length) app.post("/many/mcp", mcp(MANY));
   return app;
 }
 

@@ -6,7 +6,12 @@
  * runtime flags), served by @hono/node-server; autocannon drives them from this process, on 127.0.0.1
  * only, with bounded connections and duration. Prints a table with PASS/MISS per target and
  * writes the results as JSON. Options: --quick, --out <file> (or BENCH_OUT), --duration <s>,
- * --connections <n>, --iterations <n>, --database <postgres://...> (a temporary database on that server).
+ * --connections <n>, --iterations <n>, --calls <n>, --database <postgres://...> (a temporary database on that server).
+ *
+ * The gateway (POST /gateway/mcp) is measured against the bare SDK baseline it forwards to: that server is
+ * registered as two services (its /mcp with the echo tool, its /many/mcp with 500 tools), each on a role of
+ * a bench user, through the registry's admin tools; then the same tools/call goes through the gateway and
+ * straight to the server, under load and sequentially (median of --calls calls each, interleaved).
  */
 import { Buffer } from "node:buffer";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -32,6 +37,13 @@ const DENO_FLAGS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write
 const ADMIN = "bench-admin-key-0123456789abcdef";
 const AGENT = "bench-agent-key-0123456789abcdef";
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18" };
+/** Tools of the gateway's big role: the sdk baseline's /many/mcp lists this many (BASELINE_MANY_TOOLS). */
+const GATEWAY_TOOLS = 500;
+// The gateway's sequential rows and their direct baselines.
+const SDK_CALL_SEQUENTIAL = "bare SDK tools/call, sequential";
+const GATEWAY_CALL_SEQUENTIAL = "gateway tools/call echo, sequential";
+const SDK_LIST_MANY = `bare SDK tools/list (${GATEWAY_TOOLS} tools)`;
+const GATEWAY_LIST_MANY = `gateway tools/list (${GATEWAY_TOOLS} tools)`;
 
 /** One row of the results: a load scenario (req/s, latency) or a sequential one (mean time per iteration). */
 export type ScenarioResult = {
@@ -39,6 +51,8 @@ export type ScenarioResult = {
   kind: "load" | "sequential";
   /** The scenario this one's ratio is taken against (itself for a baseline). */
   vs: string;
+  /** sequential: the statistic the ratio compares (mean times, or median times for the gateway's rows). */
+  ratioOf?: "mean" | "median";
   reqPerSec: number;
   p50Ms: number;
   p99Ms: number;
@@ -50,8 +64,12 @@ export type ScenarioResult = {
   serverCpu?: number | null;
   /** Server CPU time per request, in microseconds. */
   cpuUsPerReq?: number | null;
-  /** The baseline's server CPU per request over this one's: the ratio a saturated load generator cannot blur. */
+  /** The baseline's server CPU per request over this one's: the ratio a saturated load generator cannot blur.
+   * For a gateway scenario, over the registry's and the downstream service's CPU per request together. */
   cpuRatio?: number | null;
+  /** A gateway scenario: CPU of the downstream service's process (the sdk baseline), in % of one core and per request. */
+  downstreamCpu?: number | null;
+  downstreamCpuUsPerReq?: number | null;
   /** CPU used meanwhile by the rest of the machine (other processes), in % of one core: the run's noise. */
   otherCpu?: number | null;
   /** req/s of each run, when the scenario ran more than once (the baselines, before and after the rest). */
@@ -65,6 +83,8 @@ type Load = {
   name: string;
   /** The process serving it: the registry, or the baseline process of its kind (each kind has its own). */
   server: "registry" | "hono" | "sdk";
+  /** A gateway scenario: the process of the service the registry forwards to (its CPU is not "other CPU"). */
+  downstream?: "sdk";
   vs: string;
   method: "GET" | "POST";
   headers: Record<string, string>;
@@ -74,7 +94,7 @@ type Load = {
   check(body: unknown, i: number): string | null;
 };
 
-type Settings = { quick: boolean; duration: number; warmup: number; connections: number; iterations: number };
+type Settings = { quick: boolean; duration: number; warmup: number; connections: number; iterations: number; calls: number };
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -84,6 +104,7 @@ async function main(): Promise<void> {
       duration: { type: "string" },
       connections: { type: "string" },
       iterations: { type: "string" },
+      calls: { type: "string" },
       database: { type: "string" },
     },
   });
@@ -94,6 +115,7 @@ async function main(): Promise<void> {
     warmup: quick ? 0.5 : 2,
     connections: Number(values.connections ?? 50),
     iterations: Number(values.iterations ?? (quick ? 3 : 20)),
+    calls: Number(values.calls ?? (quick ? 30 : 300)),
   };
   const out = values.out ?? process.env.BENCH_OUT ?? join(ROOT, "bench/results.json");
   const runtime = DENO ? `deno ${process.versions.deno}` : `node ${process.versions.node}`;
@@ -147,22 +169,28 @@ async function main(): Promise<void> {
     // bare Hono route measured after them up to twice as slow per request as in a fresh process.
     const hono = await startChild("baseline hono", ...baselineCommand(start.runtimeFlags, "hono"), {}, /baseline listening on (\d+)/);
     stops.push(hono.stop);
-    const sdk = await startChild("baseline sdk", ...baselineCommand(start.runtimeFlags, "sdk"), {}, /baseline listening on (\d+)/);
+    const sdk = await startChild("baseline sdk", ...baselineCommand(start.runtimeFlags, "sdk"), { BASELINE_MANY_TOOLS: String(GATEWAY_TOOLS) }, /baseline listening on (\d+)/);
     stops.push(sdk.stop);
     const servers = { registry, hono, sdk };
 
-    const loads = scenarios(fixture);
+    started = performance.now();
+    const gateway = await gatewaySetup(registry.url, sdk.url);
+    log(`gateway set up through the admin tools (2 services on the bare SDK server, ${GATEWAY_TOOLS + 1} attachments, 2 users, a user key) in ${Math.round(performance.now() - started)} ms`);
+
+    const loads = scenarios(fixture, gateway);
     const baselines = loads.filter((l) => l.server !== "registry");
     const measured = new Map<string, Measured[]>();
     const run = async (load: Load) => {
       const server = servers[load.server];
       await probe(server.url, load);
-      await measure(server.url, load, settings.warmup, settings.connections, server.pid);
-      const m = await measure(server.url, load, settings.duration, settings.connections, server.pid);
+      const downstream = load.downstream && servers[load.downstream].pid;
+      await measure(server.url, load, settings.warmup, settings.connections, server.pid, downstream);
+      const m = await measure(server.url, load, settings.duration, settings.connections, server.pid, downstream);
       measured.set(load.name, [...(measured.get(load.name) ?? []), m]);
       // The registry's peak RSS so far: which scenario drives it.
       const rss = load.server === "registry" ? `, registry peak RSS so far ${peakRss(server.pid)} MB` : "";
-      log(`${load.name}: ${Math.round(m.reqPerSec)} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms${rss}`);
+      const down = m.downstreamUsPerReq == null ? "" : `, CPU µs/req registry ${m.cpuUsPerReq} + downstream ${m.downstreamUsPerReq}`;
+      log(`${load.name}: ${Math.round(m.reqPerSec)} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms${down}${rss}`);
       return m;
     };
     started = performance.now();
@@ -176,6 +204,7 @@ async function main(): Promise<void> {
       await run(load);
     }
 
+    const gatewayTimes = await gatewaySequential(registry.url, sdk.url, gateway, settings.calls);
     const sequential = await discoveryScenario(registry.url, settings.iterations);
     log(`registry peak RSS after add_service/remove_service: ${peakRss(registry.pid)} MB`);
     const peakRssMb = peakRss(registry.pid);
@@ -187,7 +216,7 @@ async function main(): Promise<void> {
       .filter((line) => / ERROR /.test(line));
     if (errors.length) log(`the registry logged ${errors.length} error(s) during the run, first: ${errors[0]}`);
 
-    const results = summarize(loads, measured, paired, sequential);
+    const results = summarize(loads, measured, paired, sequential, gatewayTimes);
     const targets = checkTargets(results, peakRssMb);
     const drift = baselineDrift(baselines, measured);
     const report = {
@@ -213,11 +242,12 @@ async function main(): Promise<void> {
 }
 
 /** The load scenarios: baselines first, then the registry's paths with the baseline each is compared with. */
-function scenarios(f: Fixture): Load[] {
+function scenarios(f: Fixture, g: Gateway): Load[] {
   const agent = { authorization: `Bearer ${AGENT}` };
   const json = (body: unknown) => JSON.stringify(body);
   const rpc = (method: string, params?: unknown) => json({ jsonrpc: "2.0", id: 1, method, ...(params ? { params } : {}) });
-  const result = (body: unknown) => (body as { result?: { structuredContent?: Record<string, unknown>; tools?: { name: string }[]; isError?: boolean } }).result;
+  const result = (body: unknown) =>
+    (body as { result?: { structuredContent?: Record<string, unknown>; tools?: { name: string }[]; content?: { text?: string }[]; isError?: boolean } }).result;
   const HONO = "bare Hono JSON route";
   const SDK_CALL = "bare SDK tools/call";
   const SDK_LIST = "bare SDK tools/list";
@@ -238,7 +268,7 @@ function scenarios(f: Fixture): Load[] {
       method: "POST",
       headers: MCP_HEADERS,
       request: () => ({ path: "/mcp", body: rpc("tools/call", { name: "echo", arguments: { text: "hello" } }) }),
-      check: (b) => (result(b) && !result(b)!.isError ? null : "no tool result"),
+      check: (b) => (result(b)?.content?.[0]?.text === "hello" && !result(b)!.isError ? null : "no tool result"),
     },
     {
       name: SDK_LIST,
@@ -320,6 +350,17 @@ function scenarios(f: Fixture): Load[] {
       request: () => ({ path: "/mcp", body: rpc("tools/list") }),
       check: (b) => (result(b)?.tools?.some((t) => t.name === "get_tools") ? null : "get_tools not listed"),
     },
+    {
+      // The same call as the bare SDK tools/call, through the gateway to that very server, as a user with a user key.
+      name: "gateway tools/call echo",
+      server: "registry",
+      downstream: "sdk",
+      vs: SDK_CALL,
+      method: "POST",
+      headers: { authorization: `Bearer ${g.callKey}`, ...MCP_HEADERS },
+      request: () => ({ path: "/gateway/mcp", body: rpc("tools/call", { name: g.echoTool, arguments: { text: "hello" } }) }),
+      check: (b) => (result(b)?.content?.[0]?.text === "hello" && !result(b)!.isError ? null : `wrong gateway answer ${json(b).slice(0, 200)}`),
+    },
   ];
 }
 
@@ -349,11 +390,15 @@ type Measured = {
   cpuUsPerReq: number | null;
   generatorCpu: number;
   otherCpu: number | null;
+  /** A gateway scenario: the downstream service's process, as serverCpu and cpuUsPerReq are the registry's. */
+  downstreamCpu?: number | null;
+  downstreamUsPerReq?: number | null;
 };
 
-async function measure(url: string, load: Load, seconds: number, connections: number, pid: number): Promise<Measured> {
+async function measure(url: string, load: Load, seconds: number, connections: number, pid: number, downstreamPid?: number): Promise<Measured> {
   let i = 0;
   const first = load.request(0);
+  const down0 = downstreamPid === undefined ? null : cpuSeconds(downstreamPid);
   const cpu0 = cpuSeconds(pid);
   const all0 = machineCpuSeconds();
   const gen0 = process.cpuUsage();
@@ -371,9 +416,12 @@ async function measure(url: string, load: Load, seconds: number, connections: nu
   });
   const wall = (performance.now() - t0) / 1000;
   const cpu1 = cpuSeconds(pid);
+  const down1 = downstreamPid === undefined ? null : cpuSeconds(downstreamPid);
   const all1 = machineCpuSeconds();
   const gen = process.cpuUsage(gen0);
   const genSeconds = (gen.user + gen.system) / 1e6;
+  // The downstream service's work for these requests is part of the scenario, not the machine's noise.
+  const down = down0 === null || down1 === null ? null : down1 - down0;
   if (r.errors || r.timeouts || r.non2xx) throw new Error(`${load.name}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx answers under load`);
   return {
     // Total over elapsed time: exact, where the per-second average of a short run has few samples.
@@ -386,7 +434,9 @@ async function measure(url: string, load: Load, seconds: number, connections: nu
     cpuUsPerReq: cpu0 === null || cpu1 === null ? null : Math.round(((cpu1 - cpu0) * 1e6) / r.requests.total),
     generatorCpu: Math.round((genSeconds / wall) * 100),
     // Everything else the machine ran meanwhile (other processes): the noise in this run.
-    otherCpu: cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null : Math.max(0, Math.round(((all1 - all0 - (cpu1 - cpu0) - genSeconds) / wall) * 100)),
+    otherCpu:
+      cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null : Math.max(0, Math.round(((all1 - all0 - (cpu1 - cpu0) - (down ?? 0) - genSeconds) / wall) * 100)),
+    ...(downstreamPid === undefined ? {} : { downstreamCpu: down === null ? null : Math.round((down / wall) * 100), downstreamUsPerReq: down === null ? null : Math.round((down * 1e6) / r.requests.total) }),
   };
 }
 
@@ -460,7 +510,113 @@ async function bareDiscovery(endpoint: string): Promise<number> {
   }
 }
 
-function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map<string, Measured>, seq: Sequential): ScenarioResult[] {
+/** Whom the gateway scenarios act for, and what they call. */
+type Gateway = {
+  /** The user key of the user whose role has the echo tool. */
+  callKey: string;
+  /** The echo tool's gateway name. */
+  echoTool: string;
+  /** The user whose role has the 500 tools (reached with the agent key and X-Registry-User). */
+  listUser: string;
+};
+
+// The gateway set up as an operator does it, through the registry's admin tools: the bare SDK baseline
+// server registered as two services (its /mcp with the echo tool, its /many/mcp with GATEWAY_TOOLS tools,
+// discovered by add_service), a role on each, a user with each role, and a user key for the first.
+async function gatewaySetup(registryUrl: string, sdkUrl: string): Promise<Gateway> {
+  const admin = new Client({ name: "bench-admin", version: "1.0.0" });
+  await admin.connect(new StreamableHTTPClientTransport(new URL(`${registryUrl}/mcp`), { requestInit: { headers: { authorization: `Bearer ${ADMIN}` } } }));
+  try {
+    const call = async (name: string, args: Record<string, unknown>) => {
+      const r = await admin.callTool({ name, arguments: args });
+      if (r.isError) throw new Error(`gateway set-up, ${name}: ${JSON.stringify(r.content).slice(0, 300)}`);
+      return r;
+    };
+    const toolsOf = async (service: string) => ((await call("get_tools", { service_name: service })).structuredContent as { tools: { id: number; name: string }[] }).tools;
+    await call("add_service", { service_name: "bench-echo", endpoint: `${sdkUrl}/mcp`, description: "The bare SDK baseline server: one echo tool." });
+    await call("add_service", { service_name: "bench-many", endpoint: `${sdkUrl}/many/mcp`, description: `The bare SDK baseline server listing ${GATEWAY_TOOLS} tools.` });
+    await call("create_role", { role_name: "gateway-echo" });
+    await call("create_role", { role_name: `gateway-${GATEWAY_TOOLS}` });
+    const echo = (await toolsOf("bench-echo")).find((t) => t.name === "echo");
+    if (!echo) throw new Error("gateway set-up: bench-echo has no echo tool");
+    await call("attach_role_to_tool", { tool_id: echo.id, role_name: "gateway-echo" });
+    const many = await toolsOf("bench-many");
+    if (many.length !== GATEWAY_TOOLS) throw new Error(`gateway set-up: bench-many has ${many.length} tools, not ${GATEWAY_TOOLS}`);
+    // A few at a time: concurrent writes share the registry's commits.
+    for (let i = 0; i < many.length; i += 10)
+      await Promise.all(many.slice(i, i + 10).map((t) => call("attach_role_to_tool", { tool_id: t.id, role_name: `gateway-${GATEWAY_TOOLS}` })));
+    await call("assign_role_to_user", { user_id: "gateway-caller", role_name: "gateway-echo" });
+    await call("assign_role_to_user", { user_id: "gateway-lister", role_name: `gateway-${GATEWAY_TOOLS}` });
+    const key = (await call("create_user_key", { user_id: "gateway-caller", label: "bench" })).structuredContent?.key;
+    if (typeof key !== "string") throw new Error("gateway set-up: create_user_key returned no key");
+    return { callKey: key, echoTool: "bench-echo__echo", listUser: "gateway-lister" };
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
+
+type GatewayTimes = { direct: number[]; gateway: number[]; directList: number[]; gatewayList: number[]; pages: number };
+
+// The gateway's latency, one request at a time: the same tools/call straight to the bare SDK server and
+// through the gateway, interleaved (which goes first alternates), `calls` of each after uncounted warm-up
+// calls; then the 500 tools listed straight from the service (one answer) and through the gateway (every
+// page, following nextCursor), interleaved likewise. Plain fetch, as the probes send requests.
+async function gatewaySequential(registryUrl: string, sdkUrl: string, g: Gateway, calls: number): Promise<GatewayTimes> {
+  type Answer = { content?: { text?: string }[]; tools?: unknown[]; nextCursor?: string; isError?: boolean } | undefined;
+  const post = async (url: string, headers: Record<string, string>, method: string, params?: unknown): Promise<Answer> => {
+    const res = await fetch(url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, ...(params ? { params } : {}) }) });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`${url}: status ${res.status}: ${text.slice(0, 200)}`);
+    return (JSON.parse(text) as { result?: Answer }).result;
+  };
+  // a and b in turn, which goes first alternating, `calls` times each after the warm-up: the times of each.
+  const interleaved = async (a: () => Promise<void>, b: () => Promise<void>): Promise<[number[], number[]]> => {
+    const out: [number[], number[]] = [[], []];
+    for (let k = -Math.min(50, calls); k < calls; k++) {
+      for (const which of k % 2 === 0 ? [0, 1] : [1, 0]) {
+        const t = performance.now();
+        await [a, b][which]();
+        if (k >= 0) out[which].push(performance.now() - t);
+      }
+    }
+    return out;
+  };
+  const echo = async (url: string, headers: Record<string, string>, name: string) => {
+    const r = await post(url, headers, "tools/call", { name, arguments: { text: "hello" } });
+    if (r?.content?.[0]?.text !== "hello" || r.isError) throw new Error(`${url}: wrong tools/call answer ${JSON.stringify(r).slice(0, 200)}`);
+  };
+  const [direct, gateway] = await interleaved(
+    () => echo(`${sdkUrl}/mcp`, MCP_HEADERS, "echo"),
+    () => echo(`${registryUrl}/gateway/mcp`, { ...MCP_HEADERS, authorization: `Bearer ${g.callKey}` }, g.echoTool),
+  );
+
+  let pages = 0;
+  const listDirect = async () => {
+    const r = await post(`${sdkUrl}/many/mcp`, MCP_HEADERS, "tools/list");
+    if (r?.tools?.length !== GATEWAY_TOOLS) throw new Error(`direct tools/list: ${r?.tools?.length} tools, not ${GATEWAY_TOOLS}`);
+  };
+  const listGateway = async () => {
+    const headers = { ...MCP_HEADERS, authorization: `Bearer ${AGENT}`, "x-registry-user": g.listUser };
+    let count = 0;
+    let cursor: string | undefined;
+    for (pages = 0; pages === 0 || cursor; pages++) {
+      const r = await post(`${registryUrl}/gateway/mcp`, headers, "tools/list", cursor ? { cursor } : undefined);
+      count += r?.tools?.length ?? 0;
+      cursor = r?.nextCursor;
+    }
+    if (count !== GATEWAY_TOOLS) throw new Error(`gateway tools/list: ${count} tools, not ${GATEWAY_TOOLS}`);
+  };
+  const [directList, gatewayList] = await interleaved(listDirect, listGateway);
+
+  const median = (xs: number[]) => percentile([...xs].sort((x, y) => x - y), 50).toFixed(2);
+  log(
+    `gateway, sequential (median of ${calls}): tools/call ${median(gateway)} ms, direct ${median(direct)} ms; ` +
+      `tools/list of ${GATEWAY_TOOLS} tools ${median(gatewayList)} ms (${pages} pages), direct ${median(directList)} ms (one answer)`,
+  );
+  return { direct, gateway, directList, gatewayList, pages };
+}
+
+function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map<string, Measured>, seq: Sequential, gw: GatewayTimes): ScenarioResult[] {
   const avg = (name: string) => {
     const runs = measured.get(name)!;
     const m = (f: (r: Measured) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
@@ -475,13 +631,20 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
       cpuUsPerReq: known ? Math.round(m((r) => r.cpuUsPerReq!)) : null,
       generatorCpu: Math.round(m((r) => r.generatorCpu)),
       otherCpu: runs.every((r) => r.otherCpu !== null) ? Math.round(m((r) => r.otherCpu!)) : null,
+      ...(runs.every((r) => r.downstreamCpu === undefined)
+        ? {}
+        : runs.every((r) => r.downstreamCpu != null)
+          ? { downstreamCpu: Math.round(m((r) => r.downstreamCpu!)), downstreamCpuUsPerReq: Math.round(m((r) => r.downstreamUsPerReq!)) }
+          : { downstreamCpu: null, downstreamCpuUsPerReq: null }),
     };
   };
   const rows: ScenarioResult[] = loads.map((l) => {
     const a = avg(l.name);
     // A scenario against the baseline run just before it; a baseline row is the mean of its runs.
     const base = paired.get(l.name) ?? avg(l.vs);
-    const cpuRatio = a.cpuUsPerReq && base.cpuUsPerReq ? base.cpuUsPerReq / a.cpuUsPerReq : null;
+    // A gateway call costs the registry and the downstream service: its CPU ratio counts both.
+    const cpu = a.cpuUsPerReq && a.downstreamCpuUsPerReq !== null ? a.cpuUsPerReq + (a.downstreamCpuUsPerReq ?? 0) : null;
+    const cpuRatio = cpu && base.cpuUsPerReq ? base.cpuUsPerReq / cpu : null;
     return { name: l.name, kind: "load", vs: l.vs, ...a, ratio: a.reqPerSec / base.reqPerSec, cpuRatio };
   });
   const BARE = "bare SDK client connect + tools/list";
@@ -500,6 +663,29 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
     };
   };
   rows.push(row(BARE, seq.bare), row("add_service (server-everything)", seq.add), row("remove_service", seq.remove));
+  // The gateway's sequential rows: median times against their direct baseline's median.
+  const medianRow = (name: string, times: number[], vs: string, base: number[]): ScenarioResult => {
+    const sorted = [...times].sort((a, b) => a - b);
+    const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+    return {
+      name,
+      kind: "sequential",
+      vs,
+      ratioOf: "median",
+      reqPerSec: 1000 / mean(times),
+      meanMs: mean(times),
+      p50Ms: percentile(sorted, 50),
+      p99Ms: percentile(sorted, 99),
+      ratio: median(times) / median(base),
+      requests: times.length,
+    };
+  };
+  rows.push(
+    medianRow(SDK_CALL_SEQUENTIAL, gw.direct, SDK_CALL_SEQUENTIAL, gw.direct),
+    medianRow(GATEWAY_CALL_SEQUENTIAL, gw.gateway, SDK_CALL_SEQUENTIAL, gw.direct),
+    medianRow(SDK_LIST_MANY, gw.directList, SDK_LIST_MANY, gw.directList),
+    medianRow(GATEWAY_LIST_MANY, gw.gatewayList, SDK_LIST_MANY, gw.directList),
+  );
   return rows;
 }
 
@@ -517,6 +703,14 @@ function checkTargets(rows: ScenarioResult[], peakRssMb: number | null): Target[
     min("POST /role_for_user", 0.5),
     min("POST /tools_for_role", 0.25),
     min("MCP tools/call get_tools", 0.7),
+    min("gateway tools/call echo", 0.5),
+    {
+      name: `${GATEWAY_CALL_SEQUENTIAL}: median <= 2 x ${SDK_CALL_SEQUENTIAL}`,
+      scenario: GATEWAY_CALL_SEQUENTIAL,
+      want: "<= 2",
+      value: ratio(GATEWAY_CALL_SEQUENTIAL),
+      pass: ratio(GATEWAY_CALL_SEQUENTIAL) <= 2,
+    },
     {
       name: "add_service <= 1.5 x bare SDK client connect + tools/list",
       scenario: "add_service (server-everything)",
@@ -548,13 +742,15 @@ function formatReport(
   drift: Record<string, number> | null,
 ): string {
   const head = ["scenario", "req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "CPU ratio", "server CPU", "load gen CPU", "other CPU", "vs"];
+  // Sequential times of a few ms (the gateway's) get two decimals.
+  const ms = (x: number) => x.toFixed(x < 10 ? 2 : 1);
   const body = rows.map((r) => [
     r.name,
-    r.kind === "load" ? String(Math.round(r.reqPerSec)) : `${r.meanMs!.toFixed(1)} ms`,
-    r.p50Ms.toFixed(r.kind === "load" ? 0 : 1),
-    r.p99Ms.toFixed(r.kind === "load" ? 0 : 1),
+    r.kind === "load" ? String(Math.round(r.reqPerSec)) : `${ms(r.meanMs!)} ms`,
+    r.kind === "load" ? r.p50Ms.toFixed(0) : ms(r.p50Ms),
+    r.kind === "load" ? r.p99Ms.toFixed(0) : ms(r.p99Ms),
     r.ratio.toFixed(2),
-    r.cpuUsPerReq == null ? "" : String(r.cpuUsPerReq),
+    r.cpuUsPerReq == null ? "" : r.downstreamCpuUsPerReq == null ? String(r.cpuUsPerReq) : `${r.cpuUsPerReq}+${r.downstreamCpuUsPerReq}`,
     r.cpuRatio == null ? "" : r.cpuRatio.toFixed(2),
     r.serverCpu == null ? "" : `${r.serverCpu}%`,
     r.generatorCpu == null ? "" : `${r.generatorCpu}%`,
@@ -570,10 +766,12 @@ function formatReport(
   const noisy = drift && Object.values(drift).some((d) => d > 10);
   const saturated = rows.filter((r) => (r.generatorCpu ?? 0) >= 90).map((r) => r.name);
   const disturbed = rows.filter((r) => (r.otherCpu ?? 0) >= 20).map((r) => r.name);
+  const list = rows.find((r) => r.name === GATEWAY_LIST_MANY);
   return [
     "",
-    `${runtime}, ${engine}. ratio: req/s over the baseline's (sequential rows: mean time over the bare client's, lower is better);`,
-    "CPU ratio: the baseline's server CPU per request over this one's. Targets are judged on ratio.",
+    `${runtime}, ${engine}. ratio: req/s over the baseline's (sequential rows: time over the baseline's, lower is better: mean times,`,
+    "the gateway's median times). CPU ratio: the baseline's server CPU per request over this one's (a gateway row: over the",
+    "registry's + the downstream service's, shown as CPU µs/req registry+downstream). Targets are judged on ratio.",
     line(head),
     ...body.map(line),
     saturated.length ? `The load generator was saturated (>= 90% CPU) in: ${saturated.join(", ")}: req/s there is a lower bound of the server's.` : null,
@@ -581,6 +779,9 @@ function formatReport(
     disturbed.length && engine !== "postgres" ? `Other processes used >= 20% of a core during: ${disturbed.join(", ")}: noisy, repeat the run on a quiet machine.` : null,
     "",
     ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
+    list
+      ? `INFO  ${GATEWAY_LIST_MANY}, every page: ${ms(list.p50Ms)} ms median, ${list.ratio.toFixed(2)} x ${SDK_LIST_MANY} in one answer (reported, no target)`
+      : null,
     rss.registry === null
       ? "peak RSS: not measured (needs /proc)"
       : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,

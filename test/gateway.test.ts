@@ -129,7 +129,7 @@ describe("gateway", () => {
     for (const tool of ["whoami", "echo", "fail", "slow"]) await call(admin, "attach_role_to_tool", { tool_id: await toolId("notes", tool), role_name: "staff" });
     await call(admin, "attach_role_to_tool", { tool_id: await toolId("open", "ping"), role_name: "staff" });
     for (const user of ["ann", "bob"]) await call(admin, "assign_role_to_user", { user_id: user, role_name: "staff" });
-    await call(admin, "register_user", { user_id: "carol" });
+    await reg.http("/register_user", { method: "POST", key: ADMIN, headers: { "content-type": "application/json" }, body: '{"user_id":"carol"}' });
     annKey = (await call(admin, "create_user_key", { user_id: "ann", label: "laptop" })).structuredContent!.key as string;
   });
   afterAll(async () => {
@@ -316,5 +316,79 @@ describe("gateway", () => {
     const names = (await agent.listTools()).tools.map((t) => t.name);
     expect(names).not.toContain("create_user_key");
     expect((await call(agent, "create_user_key", { user_id: "ann" })).isError).toBe(true);
+  });
+});
+
+// docs/gateway.md shows these exchanges verbatim (keys, links, times and ids differ).
+describe("docs/gateway.md", () => {
+  let reg: TestRegistry;
+  let notes: Awaited<ReturnType<typeof startTestMcpServer>>;
+  beforeAll(async () => {
+    [reg, notes] = await Promise.all([
+      startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT }),
+      startTestMcpServer({
+        setup(server) {
+          server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [{ name: "whoami", description: "Who is calling", inputSchema: { type: "object" as const } }] }));
+          server.setRequestHandler(CallToolRequestSchema, (_req, extra) => ({ content: [{ type: "text", text: String(extra.requestInfo?.headers.authorization) }] }));
+        },
+      }),
+    ]);
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await notes?.stop();
+  });
+
+  it("the user key, tools/list, a missing credential, a call as the agent, the refusals and the audit", async () => {
+    const admin = await reg.client(ADMIN);
+    await call(admin, "add_service", { service_name: "notes", endpoint: notes.url, description: "Notes", requires_authorization: true, method_authorization: "Bearer" });
+    await call(admin, "create_role", { role_name: "staff" });
+    await call(admin, "attach_role_to_tool", { tool_id: 1, role_name: "staff" });
+    await call(admin, "assign_role_to_user", { user_id: "ann", role_name: "staff" });
+    const created = await call(admin, "create_user_key", { user_id: "ann", label: "laptop" });
+    const key = created.structuredContent!.key as string;
+    expect(text(created)).toBe(`Key "laptop" for user "ann": ${key} (shown only now: give it to the user; it opens only the gateway)`);
+
+    const rpc = async (body: object, headers: Record<string, string>, path = "/gateway/mcp") => {
+      const res = await reg.http(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25", ...headers },
+        body: JSON.stringify({ jsonrpc: "2.0", ...body }),
+      });
+      return { status: res.status, body: await res.text() };
+    };
+    const asAnn = { authorization: `Bearer ${key}` };
+    expect(await rpc({ id: 2, method: "tools/list" }, asAnn)).toEqual({
+      status: 200,
+      body: '{"result":{"tools":[{"name":"notes__whoami","description":"Who is calling","inputSchema":{"type":"object"}}]},"jsonrpc":"2.0","id":2}',
+    });
+    // The trailing-slash spelling is the same endpoint.
+    expect((await rpc({ id: 2, method: "tools/list" }, asAnn, "/gateway/mcp/")).body).toContain("notes__whoami");
+    const missing = await rpc({ id: 3, method: "tools/call", params: { name: "notes__whoami", arguments: {} } }, asAnn);
+    expect(missing.body).toMatch(
+      /^\{"result":\{"content":\[\{"type":"text","text":"Service \\"notes\\" needs your credential and none is stored for user \\"ann\\"\. Open http:\/\/127\.0\.0\.1:\d+\/connect\/[A-Za-z0-9_-]{43} \(one use, valid 10 minutes\), paste your token, then call the tool again\."\}\],"isError":true\},"jsonrpc":"2\.0","id":3\}$/,
+    );
+    await call(admin, "authorize_user_to_service", { service_name: "notes", user_id: "ann", token: "ann-token-1" });
+    const asAgent = { authorization: `Bearer ${AGENT}`, "x-registry-user": "ann" };
+    expect(await rpc({ id: 4, method: "tools/call", params: { name: "notes__whoami", arguments: {} } }, asAgent)).toEqual({
+      status: 200,
+      body: '{"result":{"content":[{"type":"text","text":"Bearer ann-token-1"}]},"jsonrpc":"2.0","id":4}',
+    });
+    expect(await rpc({ id: 5, method: "tools/list" }, { authorization: `Bearer ${AGENT}` })).toEqual({
+      status: 400,
+      body: '{"error":{"code":"invalid_input","message":"The gateway acts for one user: with an agent key, name the user in the X-Registry-User header"}}',
+    });
+    const token = await reg.http("/token?service_name=notes&user_id=ann", { key });
+    expect({ status: token.status, body: await token.text() }).toEqual({
+      status: 403,
+      body: '{"error":{"code":"forbidden","message":"A user key opens only the gateway (POST /gateway/mcp)"}}',
+    });
+    const keys = await call(admin, "list_user_keys", { user_id: "ann" });
+    expect(keys.structuredContent).toEqual({ keys: [{ user_id: "ann", label: "laptop", created_at: expect.any(String), last_used_at: expect.any(String) }] });
+    const events = ((await call(admin, "list_audit_events", { action: "gateway_call" })).structuredContent as { events: object[] }).events;
+    expect(events).toEqual([
+      { id: expect.any(Number), at: expect.any(String), actor: expect.stringMatching(/^agent:[0-9a-f]{8}$/), action: "gateway_call", target: "user_id=ann service_name=notes tool=whoami", outcome: "ok", detail: expect.stringMatching(/^duration_ms=\d+$/) },
+      { id: expect.any(Number), at: expect.any(String), actor: "user-key:ann/laptop", action: "gateway_call", target: "user_id=ann service_name=notes tool=whoami", outcome: "token_missing", detail: expect.stringMatching(/^duration_ms=\d+$/) },
+    ]);
   });
 });

@@ -3,9 +3,10 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { allTools } from "../registry.ts";
-import { call, ENGINE, freePort, freshDatabase, ROOT, startEverything, startTestRegistry, tempDir, TEST_SECRET, text, waitFor } from "./helpers.ts";
+import { call, ENGINE, freePort, freshDatabase, ROOT, startEverything, startTestMcpServer, startTestRegistry, tempDir, TEST_SECRET, text, waitFor } from "./helpers.ts";
 
 // Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
 const CLEAN_ENV = {
@@ -18,7 +19,7 @@ const CLEAN_ENV = {
   REGISTRY_SECRET: "",
 };
 const NODE_STDIO = ["--import", "tsx", "stdio.ts"];
-const SERVING = /MCP Registry serving MCP on stdio/;
+const SERVING = /MCP Registry serving the registry's tools on stdio/;
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -178,5 +179,75 @@ describe("deno task stdio", () => {
     server.proc.stdin!.end();
     expect(await server.exited).toBe(0);
     expect(server.stderr()).toContain("MCP Registry on stdio stopped");
+  }, 90_000);
+});
+
+/**
+ * A registry over HTTP on a shared database with what the stdio gateway needs: a service that answers with
+ * the bearer token it was sent, its tool attached to role "staff", user "ann" with that role and her token.
+ */
+async function gatewayFixture() {
+  const db = await sharedDatabase();
+  const notes = await startTestMcpServer({
+    setup(server) {
+      server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [{ name: "whoami", description: "Who is calling", inputSchema: { type: "object" as const } }] }));
+      server.setRequestHandler(CallToolRequestSchema, (_req, extra) => ({ content: [{ type: "text", text: String(extra.requestInfo?.headers.authorization) }] }));
+    },
+  });
+  cleanups.push(notes.stop);
+  const reg = await startTestRegistry({ ...db.env, DATABASE_URL: db.url });
+  cleanups.push(() => reg.stop());
+  const admin = await reg.client();
+  await call(admin, "add_service", { service_name: "notes", endpoint: notes.url, description: "Notes", requires_authorization: true, method_authorization: "Bearer" });
+  await call(admin, "create_role", { role_name: "staff" });
+  const [tool] = ((await call(admin, "get_tools", { service_name: "notes" })).structuredContent as { tools: { id: number }[] }).tools;
+  await call(admin, "attach_role_to_tool", { tool_id: tool.id, role_name: "staff" });
+  await call(admin, "assign_role_to_user", { user_id: "ann", role_name: "staff" });
+  await call(admin, "authorize_user_to_service", { service_name: "notes", user_id: "ann", token: "ann-token" });
+  return { env: { ...CLEAN_ENV, ...db.env, DATABASE_URL: db.url }, reg };
+}
+
+describe("npm run gateway -- --user <id>", () => {
+  it("serves the user's tools over stdio and calls them with the user's own token", async () => {
+    const { env } = await gatewayFixture();
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [...NODE_STDIO, "--gateway", "--user", "ann"],
+      cwd: ROOT,
+      env: { ...(process.env as Record<string, string>), ...env },
+      stderr: "pipe",
+    });
+    let stderr = "";
+    transport.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const client = new Client({ name: "desktop-client", version: "1.0.0" });
+    await client.connect(transport);
+    cleanups.push(() => client.close());
+    expect(client.getServerVersion()?.name).toBe("mcp-registry-gateway");
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["notes__whoami"]);
+    expect(text(await call(client, "notes__whoami"))).toBe("Bearer ann-token");
+    expect(stderr).toContain('MCP Registry serving the gateway for user "ann" on stdio');
+    await client.close();
+    expect(stderr).toContain("MCP Registry on stdio stopped");
+  }, 60_000);
+
+  it("exits 1 with one line on stderr when --user is missing", async () => {
+    const server = spawnRaw(process.execPath, [...NODE_STDIO, "--gateway"], { ...CLEAN_ENV, DATABASE_URL: ":memory:" });
+    expect(await server.exited).toBe(1);
+    expect(server.messages()).toEqual([]);
+    expect(server.stderr().trim().split("\n")).toEqual([expect.stringMatching(/ERROR --gateway needs --user <user_id>\. Usage: stdio\.ts \[--gateway --user <user_id>\]$/)]);
+  });
+
+  it("runs on Deno too (deno task gateway --user ann)", async () => {
+    const { env } = await gatewayFixture();
+    const server = spawnRaw(join(ROOT, "node_modules/.bin/deno"), ["task", "gateway", "--user", "ann"], env);
+    server.send(INITIALIZE);
+    expect((await server.response(1)).result.serverInfo.name).toBe("mcp-registry-gateway");
+    server.send({ method: "notifications/initialized" });
+    server.send({ id: 2, method: "tools/call", params: { name: "notes__whoami", arguments: {} } });
+    expect((await server.response(2)).result).toEqual({ content: [{ type: "text", text: "Bearer ann-token" }] });
+    server.proc.stdin!.end();
+    expect(await server.exited).toBe(0);
   }, 90_000);
 });

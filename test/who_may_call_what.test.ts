@@ -2,7 +2,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allTools, createApp } from "../registry.ts";
-import { mayCall, type Principal } from "../features/access/access.ts";
+import { mayCall, type Principal, ruleOf } from "../features/access/access.ts";
 import { loadConfig } from "../shared/config.ts";
 import { call, connectClient, type Spawned, startEverything, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
 
@@ -16,6 +16,7 @@ type Who = { name: string; key?: string; principal: Principal | null };
 const WHO: Who[] = [
   { name: "admin", key: ADMIN, principal: "admin" },
   { name: "agent", key: AGENT, principal: "agent" },
+  { name: "user key", principal: "user" },
   { name: "anonymous", principal: "anonymous" },
   { name: "wrong key", key: WRONG, principal: null },
 ];
@@ -33,6 +34,10 @@ describe("access matrix", () => {
   let reg: TestRegistry;
   beforeAll(async () => {
     reg = await startTestRegistry(KEYS);
+    // A user key is issued, not configured: its user must exist first.
+    const admin = await reg.client(ADMIN);
+    await reg.http("/register_user", { method: "POST", key: ADMIN, headers: { "content-type": "application/json" }, body: '{"user_id":"ann"}' });
+    WHO.find((w) => w.principal === "user")!.key = (await call(admin, "create_user_key", { user_id: "ann" })).structuredContent!.key as string;
   });
   afterAll(async () => reg?.stop());
 
@@ -46,11 +51,14 @@ describe("access matrix", () => {
     it(`HTTP routes for ${who.name}`, async () => {
       for (const r of routes(reg)) {
         const res = await reg.http(r.path, { method: r.method, key: who.key, ...(r.method === "POST" ? { body: "{}", headers: { "content-type": "application/json" } } : {}) });
-        const rule = `${r.method} ${r.path}`;
+        const rule = ruleOf(r.method, r.path);
         const allowed = who.principal !== null && mayCall({ principal: who.principal, label: "" }, rule);
         const publicRoute = mayCall({ principal: "anonymous", label: "" }, rule);
         if (allowed || publicRoute) {
           expect([401, 403], `${rule} as ${who.name}`).not.toContain(res.status);
+        } else if (who.principal === "user") {
+          expect(res.status, `${rule} as ${who.name}`).toBe(403);
+          expect((await res.json()).error.message).toBe("A user key opens only the gateway (POST /gateway/mcp)");
         } else if (who.principal === "agent" || who.principal === "admin") {
           expect(res.status, `${rule} as ${who.name}`).toBe(403);
           expect((await res.json()).error.code).toBe("forbidden");
@@ -63,6 +71,13 @@ describe("access matrix", () => {
     });
 
     it(`MCP tools for ${who.name}`, async () => {
+      if (who.principal === "user") {
+        // A user key opens the gateway only, never the registry's own MCP endpoint.
+        const res = await reg.http("/mcp", { method: "POST", key: who.key, headers: { "content-type": "application/json" }, body: "{}" });
+        expect(res.status).toBe(403);
+        await expect(connectClient(`${reg.url}/mcp`, who.key)).rejects.toThrow(/A user key opens only the gateway/);
+        return;
+      }
       if (who.principal === null || who.principal === "anonymous") {
         // Refused before any tool runs: the MCP endpoint itself answers 401.
         const res = await reg.http("/mcp", {

@@ -143,9 +143,11 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
   };
 }
 
-// The rule a request falls under: the MCP endpoints and the connect page by path whatever the method
-// (they answer a wrong method themselves), every other route by method and path.
-function ruleOf(method: string, path: string): string {
+/**
+ * The rule (see RULES) a request falls under: the MCP endpoints and the connect page by path whatever the
+ * method (they answer a wrong method themselves), every other route by method and path.
+ */
+export function ruleOf(method: string, path: string): string {
   if (path === "/mcp") return "MCP";
   if (path === "/gateway/mcp") return "GATEWAY";
   if (path.startsWith("/connect/")) return "CONNECT";
