@@ -7,7 +7,8 @@
  *   carries it downstream, and the link is spent (a revisit or a reload of an open tab answers 404);
  * - the page works with JavaScript disabled;
  * - the browser receives and enforces the page's security headers: no script runs or loads, the inline style
- *   is allowed by its hash, nothing else loads, the form POST carries no Referer, and another page cannot
+ *   is allowed by its hash, nothing else loads, the form POST carries its own Origin (and a Referer only to
+ *   the registry itself), and another page cannot
  *   frame it;
  * - service names and user ids with HTML in them are shown as text, never as markup;
  * - an empty or whitespace-only token re-shows the form with an error (400), stores nothing, spends nothing;
@@ -16,7 +17,7 @@
  * - an expired or unknown link answers 404 to GET and POST, also for a form opened before it expired.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
@@ -87,7 +88,6 @@ describe("the connect page in Chromium", () => {
       .digest("hex");
 
   async function gatewayClient(key: string, headers: Record<string, string> = {}): Promise<Client> {
-    const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
     const client = new Client({ name: "connect-page-test", version: "1.0.0" });
     await client.connect(new StreamableHTTPClientTransport(new URL(`${reg.url}/gateway/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}`, ...headers } } }));
     clients.push(client);
@@ -231,11 +231,9 @@ describe("the connect page in Chromium", () => {
       expect(saved.url()).toBe(link);
       expect(saved.request().postData()).toBe("token=ann-token-1");
       expect((await saved.request().allHeaders())["content-type"]).toBe("application/x-www-form-urlencoded");
-      // BUG (fails today): the page is served with Referrer-Policy: no-referrer, so Chromium (as the Fetch
-      // standard says) sends its own form's POST with `Origin: null` (Sec-Fetch-Site: same-origin); the access
-      // middleware (features/access/access.ts, foreignOrigin) refuses Origin "null" on POST /connect/:code with
-      // 403 {"error":{"code":"forbidden","message":"Origin \"null\" is not allowed: ..."}}, so no browser can save
-      // a token through the page. Expected 200 and the "Saved" page.
+      // The page's own form posts with its own Origin (under Referrer-Policy no-referrer it would be "null",
+      // which the registry refuses as a foreign page: the policy is same-origin for that reason).
+      expect((await saved.request().allHeaders()).origin).toBe(new URL(link).origin);
       await expectSubmitted(saved, 200);
       expect(await page.title()).toBe("Saved · MCP Registry");
       expect(await page.locator("h1").textContent()).toBe("Saved");
@@ -277,7 +275,6 @@ describe("the connect page in Chromium", () => {
       expect((await shownForm(page)).intro).toBe("The service notes needs your credential before the gateway can call it for bob.");
       await page.locator('input[name="token"]').fill("bob-token-2");
       const saved = await clickAndNavigate(page, "Save");
-      // BUG: 403 today, the browser sends Origin: null (see the first test).
       await expectSubmitted(saved, 200);
       expect(await page.locator("body > p").textContent()).toBe("Your credential for notes is stored. Go back to your MCP client and try the call again.");
       await expectGonePage(page, (await page.goto(link))?.status());
@@ -286,7 +283,7 @@ describe("the connect page in Chromium", () => {
     expect(seen.at(-1)?.authorization).toBe("Bearer bob-token-2");
   });
 
-  it("the browser gets the security headers and enforces them: no script, nothing loaded, no Referer, no framing", async () => {
+  it("the browser gets the security headers and enforces them: no script, nothing loaded, no Referer to another site, no framing", async () => {
     const client = await asUser("carol");
     const link = await linkFor(client, "carol");
     await withPage({}, async (page) => {
@@ -294,7 +291,7 @@ describe("the connect page in Chromium", () => {
       expect(opened?.status()).toBe(200);
       const headers = await opened!.allHeaders();
       expect(headers["content-type"]).toBe("text/html; charset=UTF-8");
-      expect(headers["referrer-policy"]).toBe("no-referrer");
+      expect(headers["referrer-policy"]).toBe("same-origin");
       expect(headers["x-frame-options"]).toBe("DENY");
       expect(headers["cache-control"]).toBe("no-store");
       expect(headers["x-content-type-options"]).toBe("nosniff");
@@ -334,15 +331,13 @@ describe("the connect page in Chromium", () => {
       }, reg.url);
       expect(violations).toEqual({ found: ["img-src", "script-src-elem", "style-src-elem"], title: "Connect a service · MCP Registry", maxWidth: "576px" });
 
-      // The form's POST carries no Referer (Referrer-Policy: no-referrer): the code in the URL goes nowhere else.
+      // The form's POST carries the page's address only back to the registry itself (Referrer-Policy: same-origin).
       await page.goto(link);
       await page.locator('input[name="token"]').fill("carol-token-3");
       const saved = await clickAndNavigate(page, "Save");
       const sent = await saved.request().allHeaders();
-      expect(sent.referer).toBeUndefined();
+      expect(sent.referer).toBe(link);
       expect(sent["sec-fetch-site"]).toBe("same-origin");
-      // BUG: 403 today. The same policy makes the browser send `Origin: null` for this same-origin POST, which the
-      // registry refuses (see the first test).
       await expectSubmitted(saved, 200);
     });
     expect(text(await whoami(client))).toBe("carol");
@@ -403,7 +398,6 @@ describe("the connect page in Chromium", () => {
 
       await page.locator('input[name="token"]').fill("html-token-4");
       const saved = await clickAndNavigate(page, "Save");
-      // BUG: 403 today, the browser sends Origin: null (see the first test).
       await expectSubmitted(saved, 200);
       expect(await page.locator("body > p strong").allTextContents()).toEqual([HTML_SERVICE]);
       expect(await page.locator("body b, body script").count()).toBe(0);
@@ -443,7 +437,6 @@ describe("the connect page in Chromium", () => {
       await input.fill("  \t  ");
       const refused = await clickAndNavigate(page, "Save");
       expect(refused.request().method()).toBe("POST");
-      // BUG: 403 today, the browser sends Origin: null (see the first test).
       await expectSubmitted(refused, 400);
       expect(await page.title()).toBe("Connect a service · MCP Registry");
       expect(await page.getByRole("alert").textContent()).toBe("The token must not be empty.");
@@ -491,20 +484,19 @@ describe("the connect page in Chromium", () => {
 
   it("two concurrent submissions of one link: one is stored (200), the other is refused (404)", async () => {
     for (const user of ["racer-1", "racer-2", "racer-3"]) {
-      const round = user;
       const client = await gatewayClient(AGENT, { "x-registry-user": user });
       const link = await linkFor(client, user);
       const tokens = ["race-token-a", "race-token-b"];
       const answers = await Promise.all(tokens.map((token) => fetch(link, { method: "POST", body: new URLSearchParams({ token }) })));
       const statuses = answers.map((a) => a.status);
-      expect([...statuses].sort(), `round ${round}`).toEqual([200, 404]);
+      expect([...statuses].sort(), user).toEqual([200, 404]);
       const bodies = await Promise.all(answers.map((a) => a.text()));
       const winner = tokens[statuses.indexOf(200)];
       expect(bodies[statuses.indexOf(200)]).toContain("Your credential for <strong>notes</strong> is stored.");
       expect(bodies[statuses.indexOf(404)]).toContain("This link cannot be used");
       expect(await storedTokens(user)).toHaveLength(1);
       const result = await whoami(client);
-      expect(text(result), `round ${round}`).toBe(TOKENS[winner]);
+      expect(text(result), user).toBe(TOKENS[winner]);
       expect(seen.at(-1)?.authorization).toBe(`Bearer ${winner}`);
     }
   });
@@ -535,7 +527,6 @@ describe("the connect page in Chromium", () => {
       // The form opened before: submitting it now shows the "cannot be used" page.
       await page.locator('input[name="token"]').fill("ann-token-1");
       const late = await clickAndNavigate(page, "Save");
-      // BUG: 403 today instead of 404, the browser sends Origin: null (see the first test).
       await expectSubmitted(late, 404);
       await expectGonePage(page, late.status());
     });

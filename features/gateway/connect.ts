@@ -15,11 +15,12 @@ import { recordAudit } from "../audit/audit.ts";
 import { sealToken, Token } from "../credentials/credentials.ts";
 
 /** How long a link works. */
-export const LINK_TTL_MS = 10 * 60_000;
+const LINK_TTL_MS = 10 * 60_000;
 // Unspent links kept per user and service besides the newest (an agent may retry before the user opens one).
 const KEPT_LINKS = 4;
 
-const STYLE = "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}input{width:100%;font:inherit;padding:.4rem}button{font:inherit;margin-top:1rem;padding:.4rem 1.2rem}";
+const STYLE =
+  "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}input{width:100%;font:inherit;padding:.4rem}button{font:inherit;margin-top:1rem;padding:.4rem 1.2rem}";
 const CSP = [
   "default-src 'none'",
   `style-src 'sha256-${createHash("sha256").update(STYLE).digest("base64")}'`,
@@ -84,7 +85,12 @@ async function spendLink(ctx: Ctx, code: string, link: Link, token: string): Pro
       .insert(userTokens)
       .select(
         q
-          .select({ userId: connectLinks.userId, serviceId: connectLinks.serviceId, ciphertext: sql<string>`cast(${ciphertext} as text)`.as("ciphertext"), updatedAt: sql<string>`cast(${now} as text)`.as("updated_at") })
+          .select({
+            userId: connectLinks.userId,
+            serviceId: connectLinks.serviceId,
+            ciphertext: sql<string>`cast(${ciphertext} as text)`.as("ciphertext"),
+            updatedAt: sql<string>`cast(${now} as text)`.as("updated_at"),
+          })
           .from(connectLinks)
           .where(and(eq(connectLinks.digest, digest), eq(connectLinks.spentBy, spender))),
       )
@@ -95,8 +101,9 @@ async function spendLink(ctx: Ctx, code: string, link: Link, token: string): Pro
 
 function page(c: Context<AppEnv>, status: 200 | 400 | 404, title: string, body: unknown): Response | Promise<Response> {
   c.header("Content-Security-Policy", CSP);
-  // The code is in the URL: no other page may learn it, and no cache may keep the page.
-  c.header("Referrer-Policy", "no-referrer");
+  // The code is in the URL: no other site may learn it (same-origin, not no-referrer: under no-referrer a
+  // browser posts the form with "Origin: null", which the registry refuses as a foreign page), and no cache may keep the page.
+  c.header("Referrer-Policy", "same-origin");
   c.header("Cache-Control", "no-store");
   c.header("X-Frame-Options", "DENY");
   c.header("X-Content-Type-Options", "nosniff");
