@@ -8,8 +8,7 @@
  * - the page works with JavaScript disabled;
  * - the browser receives and enforces the page's security headers: no script runs or loads, the inline style
  *   is allowed by its hash, nothing else loads, the form POST carries its own Origin (and a Referer only to
- *   the registry itself), and another page cannot
- *   frame it;
+ *   the registry itself), and another page cannot frame it;
  * - service names and user ids with HTML in them are shown as text, never as markup;
  * - an empty or whitespace-only token re-shows the form with an error (400), stores nothing, spends nothing;
  * - a form on another origin (or an opaque one) posting to the link is refused (403) and stores nothing;
