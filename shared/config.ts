@@ -54,7 +54,12 @@ const VARIABLES = {
   REGISTRY_MAX_CATALOGUE_BYTES: { schema: count(65_536, 1_073_741_824), fallback: "8388608" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
   REGISTRY_PUBLIC_URL: {
-    schema: orNone(v.pipe(HttpUrl, v.transform((s) => s.replace(/\/+$/, "")))),
+    schema: orNone(
+      v.pipe(
+        HttpUrl,
+        v.transform((s) => s.replace(/\/+$/, "")),
+      ),
+    ),
     fallback: "",
   },
   REGISTRY_GATEWAY_TIMEOUT: {

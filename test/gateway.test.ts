@@ -269,8 +269,16 @@ describe("gateway", () => {
     expect(seen.some((s) => s.tool === "secret")).toBe(false);
     await call(admin, "attach_role_to_tool", { tool_id: await toolId("notes", "whoami"), role_name: "staff" });
     const events = await audit("gateway_call");
-    expect(events[0]).toEqual({ id: expect.any(Number), at: expect.any(String), actor: "user-key:ann/laptop", action: "gateway_call", target: "user_id=ann tool=notes__secret", outcome: "not_found", detail: expect.stringMatching(/^duration_ms=\d+$/) });
-    expect(events[2]).toMatchObject({ actor: "user-key:ann/laptop", target: "user_id=ann service_name=notes tool=whoami", outcome: "ok" });
+    expect(events[0]).toEqual({
+      id: expect.any(Number),
+      at: expect.any(String),
+      actor: "user-key:ann/laptop",
+      action: "gateway_call",
+      target: "user_id=ann tool=notes__secret",
+      outcome: "not_found",
+      detail: expect.stringMatching(/^duration_ms=\d+$/),
+    });
+    expect(events[2]).toMatchObject({ actor: "user-key:ann/laptop", target: "service_name=notes user_id=ann tool=whoami", outcome: "ok" });
     // Never an argument, a result or a token.
     const all = JSON.stringify(events);
     for (const secretText of ["héllo", "ann-token-1", "bob-token-2", annKey, "it failed downstream"]) expect(all).not.toContain(secretText);
@@ -307,7 +315,9 @@ describe("gateway", () => {
     expect((await client.listTools()).tools.length).toBeGreaterThan(0);
     expect(text(await call(admin, "revoke_user_key", { user_id: "bob", label: "phone" }))).toBe('Key "phone" of user "bob" revoked.');
     await expect(client.listTools()).rejects.toThrow(/Invalid API key/);
-    expect(text(await call(admin, "revoke_user_key", { user_id: "bob", label: "phone" }))).toBe('Cannot revoke the key labelled "phone" of user "bob": the user has no key with that label');
+    expect(text(await call(admin, "revoke_user_key", { user_id: "bob", label: "phone" }))).toBe(
+      'Cannot revoke the key labelled "phone" of user "bob": the user has no key with that label',
+    );
   });
 
   it("the agent's /mcp client cannot see or call the key tools", async () => {
@@ -387,8 +397,24 @@ describe("docs/gateway.md", () => {
     expect(keys.structuredContent).toEqual({ keys: [{ user_id: "ann", label: "laptop", created_at: expect.any(String), last_used_at: expect.any(String) }] });
     const events = ((await call(admin, "list_audit_events", { action: "gateway_call" })).structuredContent as { events: object[] }).events;
     expect(events).toEqual([
-      { id: expect.any(Number), at: expect.any(String), actor: expect.stringMatching(/^agent:[0-9a-f]{8}$/), action: "gateway_call", target: "user_id=ann service_name=notes tool=whoami", outcome: "ok", detail: expect.stringMatching(/^duration_ms=\d+$/) },
-      { id: expect.any(Number), at: expect.any(String), actor: "user-key:ann/laptop", action: "gateway_call", target: "user_id=ann service_name=notes tool=whoami", outcome: "token_missing", detail: expect.stringMatching(/^duration_ms=\d+$/) },
+      {
+        id: expect.any(Number),
+        at: expect.any(String),
+        actor: expect.stringMatching(/^agent:[0-9a-f]{8}$/),
+        action: "gateway_call",
+        target: "service_name=notes user_id=ann tool=whoami",
+        outcome: "ok",
+        detail: expect.stringMatching(/^duration_ms=\d+$/),
+      },
+      {
+        id: expect.any(Number),
+        at: expect.any(String),
+        actor: "user-key:ann/laptop",
+        action: "gateway_call",
+        target: "service_name=notes user_id=ann tool=whoami",
+        outcome: "token_missing",
+        detail: expect.stringMatching(/^duration_ms=\d+$/),
+      },
     ]);
   });
 });

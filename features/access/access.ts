@@ -119,7 +119,8 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
       await recordAudit(ctx, {
         caller: { principal: "anonymous", label: "browser" },
         action: "refused_request",
-        target: `${method} ${path}`.slice(0, 200),
+        // A connect link's code is a credential: the target names the route, never the code.
+        target: `${method} ${path.startsWith("/connect/") ? "/connect/<code>" : path}`.slice(0, 200),
         outcome: "forbidden",
         detail: refusal,
       });

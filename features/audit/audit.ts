@@ -13,7 +13,7 @@ import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 
 // Input fields that name what an action is about; anything else (tokens, prompts) is left out.
-const TARGET_FIELDS = ["service_name", "role_name", "role", "user_id", "tool_id"] as const;
+const TARGET_FIELDS = ["service_name", "role_name", "role", "user_id", "tool_id", "tool"] as const;
 
 /** A target description built from the naming fields of an input, e.g. `service_name=weather user_id=ann`. */
 export function auditTarget(input: unknown): string {

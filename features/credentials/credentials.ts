@@ -121,8 +121,7 @@ async function readUserToken(ctx: Ctx, input: UserServiceInput): Promise<TokenAn
   if (!row.ciphertext) throw new AppError("token_missing", `Cannot ${action}: no token is stored; ask the user for it and call authorize_user_to_service`);
   const token = await openUserToken(ctx, row.serviceId, input.user_id, row.ciphertext);
   // Not sealed for this row: treated as missing so the agent asks the user again; storing it anew repairs the row.
-  if (token === null)
-    throw new AppError("token_missing", `Cannot ${action}: the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service`);
+  if (token === null) throw new AppError("token_missing", `Cannot ${action}: the stored token cannot be decrypted; ask the user for it again and call authorize_user_to_service`);
   return { token, method_authorization: row.method };
 }
 

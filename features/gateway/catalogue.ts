@@ -9,7 +9,7 @@ import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Named, uniqueNames } from "./names.ts";
 
 /** Tools per tools/list page: a role with more is listed over several pages (nextCursor). */
-export const PAGE_SIZE = 100;
+const PAGE_SIZE = 100;
 
 /** A tool of the listing: the service it is on (row id, name) and its name there. */
 export type Listed = Named & { serviceId: number };

@@ -9,11 +9,12 @@ import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type CallToolResult, CallToolResultSchema, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Ctx } from "../../shared/context.ts";
+import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
 import { AppError } from "../../shared/errors.ts";
 import { counted, reasonOf, redact } from "../services/discovery.ts";
 
 /** A session unused this long is closed. */
-export const IDLE_MS = 60_000;
+const IDLE_MS = 60_000;
 /** Sessions one registry keeps open at most; past it the least recently used is closed. */
 const MAX_SESSIONS = 1000;
 
@@ -27,7 +28,8 @@ export type Downstream = {
   headers: Record<string, string> | undefined;
 };
 
-type Session = { client: Client; timer?: ReturnType<typeof setTimeout>; failure?: AppError };
+/** An open session; `failure`: why the registry ended it (an answer past the limit); `closed`: the connection is gone. */
+type Session = { client: Client; timer?: ReturnType<typeof setTimeout>; failure?: AppError; closed?: boolean };
 type Pool = { sessions: Map<string, Promise<Session>>; closed: boolean };
 const pools = new WeakMap<Ctx, Pool>();
 
@@ -60,19 +62,26 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
       session = await withTimeout(sessionFor(ctx, key, d, deadline), deadline);
+      // The deadline ends the call; the SDK's own timeout (a second later) never fires first, so an error
+      // with the SDK's timeout code can only be the service's own answer.
       const result = await session.client.request({ method: "tools/call", params: { name, arguments: args } }, CallToolResultSchema, {
         signal: deadline,
-        timeout: timeoutMs,
+        timeout: timeoutMs + 1000,
       });
       idle(ctx, key, session);
+      // Relayed as it came, but never deeper than any input the registry accepts: the answer is serialized again.
+      if (!nestedWithin(result))
+        throw new AppError("unavailable", `Service "${d.service}" answered the call of "${name}" with a result nested more than ${MAX_NESTING} levels deep`, 502);
       return result as CallToolResult;
     } catch (err) {
-      // The service answered with an error, or this call took too long: the session stays for other calls.
-      const answered = err instanceof McpError && err.code !== ErrorCode.ConnectionClosed && !session?.failure;
-      if (answered && session) idle(ctx, key, session);
-      if (answered && err.code !== ErrorCode.RequestTimeout)
+      if (err instanceof AppError) throw err;
+      // The service answered with an error (whatever its code), or this call took too long: the session
+      // stays for other calls. Only a closed connection or the registry ending it tells otherwise.
+      const answered = err instanceof McpError && !deadline.aborted && !session?.closed && !session?.failure;
+      if (answered)
         throw new AppError("unavailable", `Service "${d.service}" refused the call of "${name}": ${redact(err.message, d.headers).slice(0, 500)}`, 502);
-      if (!answered) await drop(ctx, key);
+      if (session && deadline.aborted && !session.closed) idle(ctx, key, session);
+      else await drop(ctx, key);
       if (attempt === 0 && err instanceof StreamableHTTPError && err.code === 404) continue;
       throw session?.failure ?? failureOf(d, err, deadline, timeoutMs);
     }
@@ -81,7 +90,7 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
 
 function failureOf(d: Downstream, err: unknown, deadline: AbortSignal, timeoutMs: number): AppError {
   if (err instanceof AppError) return err;
-  const timedOut = deadline.aborted || (err instanceof McpError && err.code === ErrorCode.RequestTimeout);
+  const timedOut = deadline.aborted;
   const reason = timedOut ? `no answer within ${timeoutMs / 1000} s (REGISTRY_GATEWAY_TIMEOUT)` : reasonOf(err, deadline, timeoutMs);
   return new AppError("unavailable", `Service "${d.service}" could not be reached: ${redact(reason, d.headers)}`, timedOut ? 504 : 502);
 }
@@ -110,26 +119,33 @@ function sessionFor(ctx: Ctx, key: string, d: Downstream, deadline: AbortSignal)
 async function connect(ctx: Ctx, d: Downstream, deadline: AbortSignal): Promise<Session> {
   const limit = ctx.config.limits.answerBytes;
   const session = {} as Session;
-  // Every request carries only the user's credential. An answer past the limit ends the session; its calls fail saying why.
+  const tooLarge = () => {
+    session.failure ??= new AppError("unavailable", `Service "${d.service}" answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`, 502);
+    void session.client.close().catch(() => {});
+    return session.failure;
+  };
+  // Every request carries only the user's credential, and every answer is bounded: a POST's whole body, each
+  // event of the legacy SSE stream. Past the limit the session ends and its calls fail saying why.
   const fetchWith = async (input: string | URL, init?: RequestInit) => {
+    const method = init?.method ?? "GET";
+    // Streamable HTTP's optional GET stream carries only what the server starts (the gateway never needs it): not opened.
+    if (method === "GET" && d.transport === "streamable_http") return new Response(null, { status: 405 });
     const headers = new Headers(init?.headers);
     for (const [k, v] of Object.entries(d.headers ?? {})) headers.set(k, v);
     const response = await sameOriginFetch(input, { ...init, headers });
-    if ((init?.method ?? "GET") !== "POST") return response;
-    return counted(response, limit, () => {
-      session.failure ??= new AppError("unavailable", `Service "${d.service}" answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`, 502);
-      void session.client.close().catch(() => {});
-      return session.failure;
-    });
+    return method === "POST" ? counted(response, limit, tooLarge) : eventsWithin(response, limit, tooLarge);
   };
   const url = new URL(d.endpoint);
   const transport = d.transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
   session.client = new Client({ name: "mcp-registry-gateway", version: "0.1.0" });
+  session.client.onclose = () => {
+    session.closed = true;
+  };
   try {
-    await session.client.connect(transport, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs });
+    await session.client.connect(transport, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs + 1000 });
   } catch (err) {
     await session.client.close().catch(() => {});
-    throw err;
+    throw session.failure ?? err;
   }
   return session;
 }
@@ -159,9 +175,30 @@ export async function closeSessions(ctx: Ctx): Promise<void> {
   await Promise.all([...pool.sessions.keys()].map((key) => drop(ctx, key)));
 }
 
-/** How many downstream sessions are open (tests and docs/gateway.md's measurements). */
-export function openSessions(ctx: Ctx): number {
-  return poolOf(ctx).sessions.size;
+/**
+ * The response with each server-sent event bounded to `limit` bytes (the legacy SSE transport's stream
+ * carries every answer, so the stream as a whole is not): an event past it errors the body with `tooLarge()`.
+ */
+function eventsWithin(response: Response, limit: number, tooLarge: () => Error): Response {
+  if (!response.body) return response;
+  let inEvent = 0;
+  let newline = false;
+  const body = response.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        for (const byte of chunk) {
+          // An empty line (two line feeds, carriage returns aside) ends an event.
+          if (byte === 10) {
+            if (newline) inEvent = 0;
+            newline = true;
+          } else if (byte !== 13) newline = false;
+          if (++inEvent > limit) return controller.error(tooLarge());
+        }
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 /**

@@ -14,7 +14,7 @@ import { AppError, describeForLog, recognizeError, toToolError } from "../../sha
 import type { Feature } from "../../shared/feature.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { answerMcp, notPost, readMcpBody } from "../../shared/mcp.ts";
-import { recordAudit } from "../audit/audit.ts";
+import { auditTarget, recordAudit } from "../audit/audit.ts";
 import { openUserToken } from "../credentials/credentials.ts";
 import { discoveryHeaders } from "../services/refresh.ts";
 import { type Listed, listingOf, page, roleOf, targetOf } from "./catalogue.ts";
@@ -48,7 +48,7 @@ export function gatewayServer(ctx: Ctx, caller: Caller, validator: AjvJsonSchema
 async function gatewayCall(ctx: Ctx, caller: Caller, name: string, args: Record<string, unknown> | undefined, urlElicitation: () => boolean): Promise<CallToolResult> {
   const started = performance.now();
   const userId = caller.userId!;
-  let target = `user_id=${userId.slice(0, 200)} tool=${name.slice(0, 200)}`;
+  let target = callTarget(userId, undefined, name);
   const finish = (outcome: string, detail = "") =>
     recordAudit(ctx, { caller, action: "gateway_call", target, outcome, detail: `duration_ms=${Math.round(performance.now() - started)}${detail}` });
   try {
@@ -56,7 +56,7 @@ async function gatewayCall(ctx: Ctx, caller: Caller, name: string, args: Record<
     const listed = roleId === null ? undefined : (await listingOf(ctx, roleId)).byName.get(name);
     if (!listed || roleId === null)
       throw new AppError("not_found", `No tool "${name.slice(0, 200)}" for user "${userId}": the gateway offers only the tools attached to the user's role (tools/list)`);
-    target = `user_id=${userId.slice(0, 200)} service_name=${listed.service.slice(0, 200)} tool=${listed.tool}`;
+    target = callTarget(userId, listed.service, listed.tool);
     const result = await callListed(ctx, listed, userId, roleId, args, urlElicitation);
     await finish(result.isError ? "tool_error" : "ok");
     return result;
@@ -106,6 +106,15 @@ async function missingCredential(ctx: Ctx, listed: Listed, userId: string, userR
   return new AppError("token_missing", message);
 }
 
+/**
+ * The audit target of a gateway call. The tool name is the caller's, unchecked until it is found: one outside
+ * the tool-name characters is percent-encoded, so "x user_id=bob" cannot pass for another user's event.
+ */
+export function callTarget(userId: string, service: string | undefined, tool: string): string {
+  const shown = /^[A-Za-z0-9_.-]*$/.test(tool) ? tool : encodeURIComponent(tool);
+  return auditTarget({ user_id: userId, service_name: service, tool: shown });
+}
+
 // POST /gateway/mcp: stateless streamable HTTP like /mcp, for the user the access rules settled (caller.userId).
 function gatewayRoute(): (c: Context<AppEnv>) => Promise<Response> {
   const validator = new AjvJsonSchemaValidator();
@@ -117,7 +126,7 @@ function gatewayRoute(): (c: Context<AppEnv>) => Promise<Response> {
     const declared = c.req.header("mcp-session-id")?.startsWith(URL_ELICITATION_SESSION) ?? false;
     const server = gatewayServer(ctx, caller, validator, () => declared);
     const onRefused = (action: string, reason: string) =>
-      void recordAudit(ctx, { caller, action: "gateway_call", target: `user_id=${caller.userId} tool=${action}`, outcome: "invalid_input", detail: reason });
+      void recordAudit(ctx, { caller, action: "gateway_call", target: callTarget(caller.userId!, undefined, action), outcome: "invalid_input", detail: reason });
     const response = await answerMcp(c, server, onRefused, body);
     if (declaresUrlElicitation(body) && response.ok) response.headers.set("Mcp-Session-Id", `${URL_ELICITATION_SESSION}${randomUUID()}`);
     return response;

@@ -15,7 +15,7 @@ export type Named = { service: string; tool: string };
  * outside the set becomes "_", the two parts are cut to fit, and "_" and 8 hex digits of the SHA-256 of
  * "service\ntool" follow, so different pairs keep different names.
  */
-export function gatewayName({ service, tool }: Named): string {
+function gatewayName({ service, tool }: Named): string {
   const plain = `${service}__${tool}`;
   if (VALID.test(plain)) return plain;
   return hashedName({ service, tool }, HASH_CHARS);

@@ -14,7 +14,7 @@ import { UserId } from "../../shared/names.ts";
 import { nameSchema } from "../../shared/validate.ts";
 
 /** Every user key starts so: the registry (and a secret scanner) tells one from an admin or agent key without a lookup. */
-export const USER_KEY_PREFIX = "mcpr_user_";
+const USER_KEY_PREFIX = "mcpr_user_";
 // "last used" is written at most once a minute per key: a write (an fsync) per gateway request would cost more than the request.
 const LAST_USED_EVERY_MS = 60_000;
 
@@ -75,7 +75,11 @@ async function createUserKey(ctx: Ctx, input: v.InferOutput<typeof CreateInput>)
   const action = `create a key labelled "${input.label}" for user "${input.user_id}"`;
   const userId = await userRowId(ctx, input.user_id, action);
   const key = USER_KEY_PREFIX + randomBytes(32).toString("base64url");
-  const inserted = await ctx.db.insert(userKeys).values({ userId, label: input.label, digest: digestOf(key) }).onConflictDoNothing().returning({ id: userKeys.id });
+  const inserted = await ctx.db
+    .insert(userKeys)
+    .values({ userId, label: input.label, digest: digestOf(key) })
+    .onConflictDoNothing()
+    .returning({ id: userKeys.id });
   if (inserted.length === 0) throw new AppError("conflict", `Cannot ${action}: the user already has a key with that label; revoke it first or choose another label`);
   return key;
 }
