@@ -104,6 +104,13 @@ describe("deno task start", () => {
       const forRole = await fetch(`${url}/tools_for_role`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "support" }) });
       expect(await forRole.json()).toEqual({ tools: [{ id: echo.id, name: "echo", description: expect.any(String), service_name: "everything" }] });
     }
+    // The gateway on Deno: a user of the role, with a user key, lists and calls the tool through it.
+    await call(client, "assign_role_to_user", { user_id: "ann", role_name: "support" });
+    const key = (await call(client, "create_user_key", { user_id: "ann" })).structuredContent!.key as string;
+    const gateway = await connectClient(`${url}/gateway/mcp`, key);
+    stops.push(() => gateway.close());
+    expect((await gateway.listTools()).tools.map((t) => t.name)).toEqual(["everything__echo"]);
+    expect(text(await call(gateway, "everything__echo", { message: "from Deno" }))).toBe("Echo: from Deno");
     await call(client, "detach_role_from_tool", { tool_id: echo.id, role_name: "support" });
     const detached = await fetch(`${url}/tools_for_role`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "support" }) });
     expect(await detached.json()).toEqual({ tools: [] });
