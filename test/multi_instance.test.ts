@@ -1,5 +1,6 @@
 /** Several registry processes over one database; uniqueness holds under concurrency. */
-import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { join } from "node:path";
+import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
@@ -13,6 +14,7 @@ import {
   startTestMcpServer,
   startTestRegistry,
   TEST_SECRET,
+  tempDir,
   text,
 } from "./helpers.ts";
 
@@ -51,6 +53,45 @@ describe("concurrent add_service in one registry (every engine)", () => {
     } finally {
       await reg.stop();
       await Promise.all(servers.map((s) => s.stop()));
+    }
+  });
+});
+
+describe("the gateway on two instances of one database (every engine)", () => {
+  it("a detach or a key revoked through one instance takes effect at the next gateway call on the other", async () => {
+    const fresh = ENGINE === "sqlite" ? { url: `file:${join(tempDir(), "r.db")}`, drop: async () => {} } : await freshDatabase();
+    const env = { DATABASE_URL: fresh.url, REGISTRY_SECRET: TEST_SECRET };
+    const service = await startTestMcpServer({
+      setup(server) {
+        server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [{ name: "ping", description: "Ping", inputSchema: { type: "object" as const } }] }));
+        server.setRequestHandler(CallToolRequestSchema, () => ({ content: [{ type: "text", text: "pong" }] }));
+      },
+    });
+    const one = await startTestRegistry(env);
+    const other = await startTestRegistry(env);
+    try {
+      const admin = await one.client();
+      await call(admin, "add_service", { service_name: "svc", endpoint: service.url, description: "" });
+      await call(admin, "create_role", { role_name: "staff" });
+      await call(admin, "attach_role_to_tool", { tool_id: 1, role_name: "staff" });
+      await call(admin, "assign_role_to_user", { user_id: "ann", role_name: "staff" });
+      const key = (await call(admin, "create_user_key", { user_id: "ann" })).structuredContent!.key as string;
+      const gateway = await connectClient(`${other.url}/gateway/mcp`, key);
+      // The other instance answers (and keeps its listing for this catalogue generation).
+      expect(text((await gateway.callTool({ name: "svc__ping", arguments: {} })) as CallToolResult)).toBe("pong");
+      await call(admin, "detach_role_from_tool", { tool_id: 1, role_name: "staff" });
+      const refused = (await gateway.callTool({ name: "svc__ping", arguments: {} })) as CallToolResult;
+      expect(refused.isError).toBe(true);
+      expect(text(refused)).toMatch(/^No tool "svc__ping" for user "ann"/);
+      expect((await gateway.listTools()).tools).toEqual([]);
+      await call(admin, "revoke_user_key", { user_id: "ann", label: "default" });
+      await expect(gateway.listTools()).rejects.toThrow(/Invalid API key/);
+      await gateway.close();
+    } finally {
+      await other.stop();
+      await one.stop();
+      await service.stop();
+      await fresh.drop();
     }
   });
 });
