@@ -78,8 +78,7 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
       // The service answered with an error (whatever its code), or this call took too long: the session
       // stays for other calls. Only a closed connection or the registry ending it tells otherwise.
       const answered = err instanceof McpError && !deadline.aborted && !session?.closed && !session?.failure;
-      if (answered)
-        throw new AppError("unavailable", `Service "${d.service}" refused the call of "${name}": ${redact(err.message, d.headers).slice(0, 500)}`, 502);
+      if (answered) throw new AppError("unavailable", `Service "${d.service}" refused the call of "${name}": ${redact(err.message, d.headers).slice(0, 500)}`, 502);
       if (session && deadline.aborted && !session.closed) idle(ctx, key, session);
       else await drop(ctx, key);
       if (attempt === 0 && err instanceof StreamableHTTPError && err.code === 404) continue;
