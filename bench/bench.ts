@@ -56,7 +56,7 @@ export type ScenarioResult = {
   reqPerSec: number;
   p50Ms: number;
   p99Ms: number;
-  /** load: req/s over the baseline's req/s (higher is better); sequential: mean time over the baseline's (lower is better). */
+  /** load: req/s over the baseline's req/s (higher is better); sequential: time over the baseline's, by ratioOf (lower is better). */
   ratio: number;
   meanMs?: number;
   requests?: number;
@@ -173,11 +173,7 @@ async function main(): Promise<void> {
     stops.push(sdk.stop);
     const servers = { registry, hono, sdk };
 
-    started = performance.now();
-    const gateway = await gatewaySetup(registry.url, sdk.url);
-    log(`gateway set up through the admin tools (2 services on the bare SDK server, ${GATEWAY_TOOLS + 1} attachments, 2 users, a user key) in ${Math.round(performance.now() - started)} ms`);
-
-    const loads = scenarios(fixture, gateway);
+    const loads = scenarios(fixture);
     const baselines = loads.filter((l) => l.server !== "registry");
     const measured = new Map<string, Measured[]>();
     const run = async (load: Load) => {
@@ -200,6 +196,18 @@ async function main(): Promise<void> {
     // VM's speed drifts by up to 70% over a benchmark, and adjacent runs share the same conditions.
     const paired = new Map<string, Measured>();
     for (const load of loads.filter((l) => l.server === "registry")) {
+      paired.set(load.name, await run(loads.find((l) => l.name === load.vs)!));
+      await run(load);
+    }
+    // The gateway's set-up comes after the scenarios above: its services and tools would change what they
+    // read (/list_services lists every service). Its load scenarios are paired the same way.
+    const setUp = performance.now();
+    const gateway = await gatewaySetup(registry.url, sdk.url);
+    log(
+      `gateway set up through the admin tools (2 services on the bare SDK server, ${GATEWAY_TOOLS + 1} attachments, 2 users, a user key) in ${Math.round(performance.now() - setUp)} ms`,
+    );
+    for (const load of gatewayScenarios(gateway)) {
+      loads.push(load);
       paired.set(load.name, await run(loads.find((l) => l.name === load.vs)!));
       await run(load);
     }
@@ -241,16 +249,17 @@ async function main(): Promise<void> {
   }
 }
 
+const HONO = "bare Hono JSON route";
+const SDK_CALL = "bare SDK tools/call";
+const SDK_LIST = "bare SDK tools/list";
+const json = (body: unknown) => JSON.stringify(body);
+const rpc = (method: string, params?: unknown) => json({ jsonrpc: "2.0", id: 1, method, ...(params ? { params } : {}) });
+const result = (body: unknown) =>
+  (body as { result?: { structuredContent?: Record<string, unknown>; tools?: { name: string }[]; content?: { text?: string }[]; isError?: boolean } }).result;
+
 /** The load scenarios: baselines first, then the registry's paths with the baseline each is compared with. */
-function scenarios(f: Fixture, g: Gateway): Load[] {
+function scenarios(f: Fixture): Load[] {
   const agent = { authorization: `Bearer ${AGENT}` };
-  const json = (body: unknown) => JSON.stringify(body);
-  const rpc = (method: string, params?: unknown) => json({ jsonrpc: "2.0", id: 1, method, ...(params ? { params } : {}) });
-  const result = (body: unknown) =>
-    (body as { result?: { structuredContent?: Record<string, unknown>; tools?: { name: string }[]; content?: { text?: string }[]; isError?: boolean } }).result;
-  const HONO = "bare Hono JSON route";
-  const SDK_CALL = "bare SDK tools/call";
-  const SDK_LIST = "bare SDK tools/list";
   return [
     {
       name: HONO,
@@ -350,6 +359,12 @@ function scenarios(f: Fixture, g: Gateway): Load[] {
       request: () => ({ path: "/mcp", body: rpc("tools/list") }),
       check: (b) => (result(b)?.tools?.some((t) => t.name === "get_tools") ? null : "get_tools not listed"),
     },
+  ];
+}
+
+/** The gateway's load scenarios, once it is set up (gatewaySetup). */
+function gatewayScenarios(g: Gateway): Load[] {
+  return [
     {
       // The same call as the bare SDK tools/call, through the gateway to that very server, as a user with a user key.
       name: "gateway tools/call echo",
@@ -436,7 +451,9 @@ async function measure(url: string, load: Load, seconds: number, connections: nu
     // Everything else the machine ran meanwhile (other processes): the noise in this run.
     otherCpu:
       cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null : Math.max(0, Math.round(((all1 - all0 - (cpu1 - cpu0) - (down ?? 0) - genSeconds) / wall) * 100)),
-    ...(downstreamPid === undefined ? {} : { downstreamCpu: down === null ? null : Math.round((down / wall) * 100), downstreamUsPerReq: down === null ? null : Math.round((down * 1e6) / r.requests.total) }),
+    ...(downstreamPid === undefined
+      ? {}
+      : { downstreamCpu: down === null ? null : Math.round((down / wall) * 100), downstreamUsPerReq: down === null ? null : Math.round((down * 1e6) / r.requests.total) }),
   };
 }
 
@@ -547,7 +564,7 @@ async function gatewaySetup(registryUrl: string, sdkUrl: string): Promise<Gatewa
       await Promise.all(many.slice(i, i + 10).map((t) => call("attach_role_to_tool", { tool_id: t.id, role_name: `gateway-${GATEWAY_TOOLS}` })));
     await call("assign_role_to_user", { user_id: "gateway-caller", role_name: "gateway-echo" });
     await call("assign_role_to_user", { user_id: "gateway-lister", role_name: `gateway-${GATEWAY_TOOLS}` });
-    const key = (await call("create_user_key", { user_id: "gateway-caller", label: "bench" })).structuredContent?.key;
+    const key = ((await call("create_user_key", { user_id: "gateway-caller", label: "bench" })).structuredContent as { key?: unknown } | undefined)?.key;
     if (typeof key !== "string") throw new Error("gateway set-up: create_user_key returned no key");
     return { callKey: key, echoTool: "bench-echo__echo", listUser: "gateway-lister" };
   } finally {
@@ -608,7 +625,11 @@ async function gatewaySequential(registryUrl: string, sdkUrl: string, g: Gateway
   };
   const [directList, gatewayList] = await interleaved(listDirect, listGateway);
 
-  const median = (xs: number[]) => percentile([...xs].sort((x, y) => x - y), 50).toFixed(2);
+  const median = (xs: number[]) =>
+    percentile(
+      [...xs].sort((x, y) => x - y),
+      50,
+    ).toFixed(2);
   log(
     `gateway, sequential (median of ${calls}): tools/call ${median(gateway)} ms, direct ${median(direct)} ms; ` +
       `tools/list of ${GATEWAY_TOOLS} tools ${median(gatewayList)} ms (${pages} pages), direct ${median(directList)} ms (one answer)`,
@@ -621,6 +642,8 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
     const runs = measured.get(name)!;
     const m = (f: (r: Measured) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
     const known = runs.every((r) => r.serverCpu !== null);
+    const downstream = runs.some((r) => r.downstreamCpu !== undefined);
+    const downKnown = runs.every((r) => r.downstreamCpu != null);
     return {
       reqPerSec: m((r) => r.reqPerSec),
       p50Ms: m((r) => r.p50Ms),
@@ -631,11 +654,9 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
       cpuUsPerReq: known ? Math.round(m((r) => r.cpuUsPerReq!)) : null,
       generatorCpu: Math.round(m((r) => r.generatorCpu)),
       otherCpu: runs.every((r) => r.otherCpu !== null) ? Math.round(m((r) => r.otherCpu!)) : null,
-      ...(runs.every((r) => r.downstreamCpu === undefined)
-        ? {}
-        : runs.every((r) => r.downstreamCpu != null)
-          ? { downstreamCpu: Math.round(m((r) => r.downstreamCpu!)), downstreamCpuUsPerReq: Math.round(m((r) => r.downstreamUsPerReq!)) }
-          : { downstreamCpu: null, downstreamCpuUsPerReq: null }),
+      // Only a gateway scenario has a downstream (undefined otherwise; null when /proc cannot tell).
+      downstreamCpu: downstream ? (downKnown ? Math.round(m((r) => r.downstreamCpu!)) : null) : undefined,
+      downstreamCpuUsPerReq: downstream ? (downKnown ? Math.round(m((r) => r.downstreamUsPerReq!)) : null) : undefined,
     };
   };
   const rows: ScenarioResult[] = loads.map((l) => {
@@ -654,6 +675,7 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
       name,
       kind: "sequential",
       vs: BARE,
+      ratioOf: "mean",
       reqPerSec: 1000 / mean(times),
       meanMs: mean(times),
       p50Ms: percentile(sorted, 50),
@@ -666,7 +688,7 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
   // The gateway's sequential rows: median times against their direct baseline's median.
   const medianRow = (name: string, times: number[], vs: string, base: number[]): ScenarioResult => {
     const sorted = [...times].sort((a, b) => a - b);
-    const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+    const baseSorted = [...base].sort((a, b) => a - b);
     return {
       name,
       kind: "sequential",
@@ -676,7 +698,7 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
       meanMs: mean(times),
       p50Ms: percentile(sorted, 50),
       p99Ms: percentile(sorted, 99),
-      ratio: median(times) / median(base),
+      ratio: percentile(sorted, 50) / percentile(baseSorted, 50),
       requests: times.length,
     };
   };
@@ -779,9 +801,7 @@ function formatReport(
     disturbed.length && engine !== "postgres" ? `Other processes used >= 20% of a core during: ${disturbed.join(", ")}: noisy, repeat the run on a quiet machine.` : null,
     "",
     ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
-    list
-      ? `INFO  ${GATEWAY_LIST_MANY}, every page: ${ms(list.p50Ms)} ms median, ${list.ratio.toFixed(2)} x ${SDK_LIST_MANY} in one answer (reported, no target)`
-      : null,
+    list ? `INFO  ${GATEWAY_LIST_MANY}, every page: ${ms(list.p50Ms)} ms median, ${list.ratio.toFixed(2)} x ${SDK_LIST_MANY} in one answer (reported, no target)` : null,
     rss.registry === null
       ? "peak RSS: not measured (needs /proc)"
       : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,
