@@ -53,7 +53,7 @@ export type Ctx = {
   /** Answers kept per catalogue generation (shared/db/answers.ts). */
   answers: KeptAnswers;
   /** Audit events of this turn of the event loop, written together (features/audit). */
-  auditQueue: { waiting: QueuedAudit[]; writing: boolean };
+  auditQueue: { waiting: QueuedAudit[]; writing: boolean; drained?: Promise<void> };
 };
 
 /** The per-registry state of a new context: nothing prepared, kept or queued yet. */

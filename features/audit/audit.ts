@@ -50,8 +50,8 @@ export function recordAudit(ctx: Ctx, entry: AuditEntry): Promise<void> {
   const stored = new Promise<void>((resolve) => queue.waiting.push({ row, stored: resolve }));
   if (!queue.writing) {
     queue.writing = true;
-    // In ctx.background, so shutdown waits for queued events before closing the store.
-    inBackground(ctx, "Audit write", () => writeQueued(ctx, queue));
+    // In ctx.background, so shutdown waits for queued events before closing the store; `drained` for readers.
+    queue.drained = new Promise((resolve) => inBackground(ctx, "Audit write", () => writeQueued(ctx, queue).finally(resolve)));
   }
   return stored;
 }
@@ -123,6 +123,8 @@ const AuditEvent = v.object({ id: v.number(), at: v.string(), actor: v.string(),
 /** Newest events first; `next_before_id` continues the listing, null at the end. */
 async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
   const { auditEvents } = ctx.tables;
+  // Events this instance recorded before the call are in the answer, also those still being written.
+  if (ctx.auditQueue.writing) await ctx.auditQueue.drained;
   const where: SQL[] = [];
   if (input.action) where.push(eq(auditEvents.action, input.action));
   // target is matched as a substring: "user_id=ann" finds every event about ann.

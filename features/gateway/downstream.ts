@@ -12,6 +12,7 @@ import type { Ctx } from "../../shared/context.ts";
 import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
 import { AppError } from "../../shared/errors.ts";
 import { counted, reasonOf, redact } from "../services/discovery.ts";
+import { postRpc, SessionGone } from "./post.ts";
 
 /** A session unused this long is closed. */
 const IDLE_MS = 60_000;
@@ -28,8 +29,19 @@ export type Downstream = {
   headers: Record<string, string> | undefined;
 };
 
-/** An open session; `failure`: why the registry ended it (an answer past the limit); `closed`: the connection is gone. */
-type Session = { client: Client; timer?: ReturnType<typeof setTimeout>; failure?: AppError; closed?: boolean };
+/**
+ * An open session: the SDK client that initialized it and, over streamable HTTP, the transport whose session
+ * id and protocol version the gateway's own POSTs carry (post.ts). `failure`: why the registry ended it (an
+ * answer past the limit); `closed`: the connection is gone.
+ */
+type Session = {
+  client: Client;
+  http?: StreamableHTTPClientTransport;
+  nextId: number;
+  timer?: ReturnType<typeof setTimeout>;
+  failure?: AppError;
+  closed?: boolean;
+};
 type Pool = { sessions: Map<string, Promise<Session>>; closed: boolean };
 const pools = new WeakMap<Ctx, Pool>();
 
@@ -62,12 +74,7 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
       session = await withTimeout(sessionFor(ctx, key, d, deadline), deadline);
-      // The deadline ends the call; the SDK's own timeout (a second later) never fires first, so an error
-      // with the SDK's timeout code can only be the service's own answer.
-      const result = await session.client.request({ method: "tools/call", params: { name, arguments: args } }, CallToolResultSchema, {
-        signal: deadline,
-        timeout: timeoutMs + 1000,
-      });
+      const result = await callOn(ctx, session, d, { name, arguments: args }, deadline);
       idle(ctx, key, session);
       // Relayed as it came, but never deeper than any input the registry accepts: the answer is serialized again.
       if (!nestedWithin(result))
@@ -81,10 +88,40 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
       if (answered) throw new AppError("unavailable", `Service "${d.service}" refused the call of "${name}": ${redact(err.message, d.headers).slice(0, 500)}`, 502);
       if (session && deadline.aborted && !session.closed) idle(ctx, key, session);
       else await drop(ctx, key);
-      if (attempt === 0 && err instanceof StreamableHTTPError && err.code === 404) continue;
+      if (attempt === 0 && ((err instanceof StreamableHTTPError && err.code === 404) || err instanceof SessionGone)) continue;
       throw session?.failure ?? failureOf(d, err, deadline, timeoutMs);
     }
   }
+}
+
+/**
+ * tools/call on an open session: over streamable HTTP as one POST of the gateway's own (post.ts) with the
+ * session's id and protocol version; over the legacy SSE transport through the SDK client. A service's
+ * error answer is an McpError, whatever its code.
+ */
+async function callOn(ctx: Ctx, session: Session, d: Downstream, params: { name: string; arguments?: Record<string, unknown> }, deadline: AbortSignal): Promise<unknown> {
+  const t = session.http;
+  if (!t) {
+    // The deadline ends the call; the SDK's own timeout (a second later) never fires first, so an error with
+    // the SDK's timeout code can only be the service's own answer.
+    return session.client.request({ method: "tools/call", params }, CallToolResultSchema, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs + 1000 });
+  }
+  const limit = ctx.config.limits.answerBytes;
+  const headers: Record<string, string> = { ...(d.headers ?? {}) };
+  if (t.sessionId) headers["mcp-session-id"] = t.sessionId;
+  if (t.protocolVersion) headers["mcp-protocol-version"] = t.protocolVersion;
+  const answer = await postRpc({
+    url: new URL(d.endpoint),
+    headers,
+    message: { jsonrpc: "2.0", id: session.nextId++, method: "tools/call", params },
+    limit,
+    tooLarge: () => new AppError("unavailable", `Service "${d.service}" answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`, 502),
+    signal: deadline,
+  });
+  if (answer.error) throw new McpError(answer.error.code, answer.error.message, answer.error.data);
+  const result = answer.result as { content?: unknown } | undefined;
+  if (!result || typeof result !== "object") throw new AppError("unavailable", `Service "${d.service}" answered the call of "${params.name}" without a result`, 502);
+  return result;
 }
 
 function failureOf(d: Downstream, err: unknown, deadline: AbortSignal, timeoutMs: number): AppError {
@@ -137,6 +174,8 @@ async function connect(ctx: Ctx, d: Downstream, deadline: AbortSignal): Promise<
   const url = new URL(d.endpoint);
   const transport = d.transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
   session.client = new Client({ name: "mcp-registry-gateway", version: "0.1.0" });
+  session.nextId = 1;
+  if (transport instanceof StreamableHTTPClientTransport) session.http = transport;
   session.client.onclose = () => {
     session.closed = true;
   };

@@ -49,8 +49,11 @@ async function gatewayCall(ctx: Ctx, caller: Caller, name: string, args: Record<
   const started = performance.now();
   const userId = caller.userId!;
   let target = callTarget(userId, undefined, name);
+  // Recorded without waiting for the write: the service was called before the event could be written
+  // anyway, so waiting would only delay the answer by a commit (an fsync on SQLite), not make the trail more
+  // complete. The event is queued at once and written with the next group commit (features/audit).
   const finish = (outcome: string, detail = "") =>
-    recordAudit(ctx, { caller, action: "gateway_call", target, outcome, detail: `duration_ms=${Math.round(performance.now() - started)}${detail}` });
+    void recordAudit(ctx, { caller, action: "gateway_call", target, outcome, detail: `duration_ms=${Math.round(performance.now() - started)}${detail}` });
   try {
     const roleId = await roleOf(ctx, userId);
     const listed = roleId === null ? undefined : (await listingOf(ctx, roleId)).byName.get(name);
@@ -58,21 +61,21 @@ async function gatewayCall(ctx: Ctx, caller: Caller, name: string, args: Record<
       throw new AppError("not_found", `No tool "${name.slice(0, 200)}" for user "${userId}": the gateway offers only the tools attached to the user's role (tools/list)`);
     target = callTarget(userId, listed.service, listed.tool);
     const result = await callListed(ctx, listed, userId, roleId, args, urlElicitation);
-    await finish(result.isError ? "tool_error" : "ok");
+    finish(result.isError ? "tool_error" : "ok");
     return result;
   } catch (thrown) {
     const err = recognizeError(thrown);
     if (err instanceof UrlElicitationRequiredError) {
-      await finish("token_missing", " elicitation=url");
+      finish("token_missing", " elicitation=url");
       throw err;
     }
     if (!(err instanceof AppError)) {
       const requestId = randomUUID().slice(0, 8);
       ctx.log.error("Internal error", { requestId, gateway_tool: name.slice(0, 200), error: describeForLog(err) });
-      await finish("internal", ` request=${requestId}`);
+      finish("internal", ` request=${requestId}`);
       return toToolError(err, requestId);
     }
-    await finish(err.status === 504 ? "timeout" : err.code);
+    finish(err.status === 504 ? "timeout" : err.code);
     return { isError: true, content: [{ type: "text", text: err.message }] };
   }
 }
