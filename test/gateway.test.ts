@@ -418,3 +418,66 @@ describe("docs/gateway.md", () => {
     ]);
   });
 });
+
+/**
+ * A stateful downstream (sessions, answers as SSE streams, as the SDK's default server does): the gateway
+ * keeps using its session, and when the service forgets it (a restart: HTTP 404 for the session id) the
+ * gateway initializes once more and the call still succeeds.
+ */
+describe("a stateful service that answers in SSE and forgets sessions", () => {
+  it("calls on one session, and opens a new one when the service no longer knows it", async () => {
+    const { WebStandardStreamableHTTPServerTransport } = await import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js");
+    const { Server } = await import("@modelcontextprotocol/sdk/server/index.js");
+    const { serve } = await import("@hono/node-server");
+    const sessions = new Map<string, InstanceType<typeof WebStandardStreamableHTTPServerTransport>>();
+    let initializations = 0;
+    const http = serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: async (req) => {
+        const id = req.headers.get("mcp-session-id");
+        if (id) return sessions.get(id)?.handleRequest(req) ?? new Response("unknown session", { status: 404 });
+        initializations++;
+        const transport = new WebStandardStreamableHTTPServerTransport({
+          sessionIdGenerator: () => crypto.randomUUID(),
+          onsessioninitialized: (sid) => void sessions.set(sid, transport),
+        });
+        const server = new Server({ name: "stateful", version: "1" }, { capabilities: { tools: {} } });
+        server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [{ name: "count", inputSchema: { type: "object" as const } }] }));
+        server.setRequestHandler(CallToolRequestSchema, () => ({ content: [{ type: "text", text: `sessions ${sessions.size}` }] }));
+        await server.connect(transport);
+        return transport.handleRequest(req);
+      },
+    });
+    await new Promise((r) => http.once("listening", r));
+    const url = `http://127.0.0.1:${(http.address() as { port: number }).port}/mcp`;
+    const reg = await startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT });
+    try {
+      const admin = await reg.client(ADMIN);
+      await call(admin, "add_service", { service_name: "stateful", endpoint: url, description: "" });
+      await call(admin, "create_role", { role_name: "r" });
+      await call(admin, "attach_role_to_tool", { tool_id: 1, role_name: "r" });
+      await call(admin, "assign_role_to_user", { user_id: "ann", role_name: "r" });
+      const asAnn = await (async () => {
+        const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
+        const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
+        const c = new Client({ name: "t", version: "1" });
+        await c.connect(
+          new StreamableHTTPClientTransport(new URL(`${reg.url}/gateway/mcp`), { requestInit: { headers: { authorization: `Bearer ${AGENT}`, "x-registry-user": "ann" } } }),
+        );
+        return c;
+      })();
+      const before = initializations;
+      expect(text((await asAnn.callTool({ name: "stateful__count", arguments: {} })) as CallToolResult)).toMatch(/^sessions \d+$/);
+      expect(text((await asAnn.callTool({ name: "stateful__count", arguments: {} })) as CallToolResult)).toMatch(/^sessions \d+$/);
+      expect(initializations).toBe(before + 1);
+      sessions.clear();
+      expect(text((await asAnn.callTool({ name: "stateful__count", arguments: {} })) as CallToolResult)).toBe("sessions 1");
+      expect(initializations).toBe(before + 2);
+      await asAnn.close();
+    } finally {
+      await reg.stop();
+      await new Promise<void>((r) => http.close(() => r()));
+    }
+  });
+});
