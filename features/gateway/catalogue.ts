@@ -54,7 +54,8 @@ async function buildListing(ctx: Ctx, roleId: number): Promise<Listing> {
       .from(toolRoles)
       .innerJoin(tools, eq(tools.id, toolRoles.toolId))
       .innerJoin(services, eq(services.id, tools.serviceId))
-      .where(eq(toolRoles.roleId, sql.placeholder("roleId")))
+      // A tool held for review (features/tool_pinning) is neither listed nor called.
+      .where(and(eq(toolRoles.roleId, sql.placeholder("roleId")), eq(tools.held, false)))
       .orderBy(asc(services.name), asc(tools.name));
   }).execute({ roleId });
   const byName = uniqueNames(rows);
@@ -101,7 +102,8 @@ export function targetOf(ctx: Ctx, listed: Listed, userId: string, roleId: numbe
   const query = prepareOnce(ctx, "gateway_target", () => {
     const { services, tools, toolRoles, users, userTokens } = ctx.tables;
     const attached = sql<boolean>`exists (select 1 from ${toolRoles} inner join ${tools} on ${tools.id} = ${toolRoles.toolId}
-      where ${tools.serviceId} = ${services.id} and ${tools.name} = ${sql.placeholder("tool")} and ${toolRoles.roleId} = ${sql.placeholder("roleId")})`;
+      where ${tools.serviceId} = ${services.id} and ${tools.name} = ${sql.placeholder("tool")} and ${toolRoles.roleId} = ${sql.placeholder("roleId")}
+      and ${eq(tools.held, false)})`;
     return ctx.db
       .select({
         endpoint: services.endpoint,
