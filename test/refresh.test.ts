@@ -554,7 +554,13 @@ describe("two registries on one database, both refreshing in the background", ()
   const state: ServerState = { tools: [tool("x", "a")], down: false };
   beforeAll(async () => {
     [db, hook, server] = await Promise.all([sharedDatabase(), startHook(), changingServer(state)]);
-    const env = { ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: "0.2", AGENT_REREAD_HOOK: hook.url, ...(ENGINE === "postgres" ? {} : { REGISTRY_SECRET: TEST_SECRET }) };
+    const env = {
+      ...APPLY_AT_ONCE,
+      DATABASE_URL: db.url,
+      REGISTRY_REFRESH_INTERVAL: "0.2",
+      AGENT_REREAD_HOOK: hook.url,
+      ...(ENGINE === "postgres" ? {} : { REGISTRY_SECRET: TEST_SECRET }),
+    };
     // One after the other: on SQLite the first creates the file and its schema.
     one = await startTestRegistry(env);
     two = await startTestRegistry(env);

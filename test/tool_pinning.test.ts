@@ -53,7 +53,7 @@ describe("tool pinning (REGISTRY_TOOL_CHANGES=hold, the default)", () => {
   let userKey = "";
 
   const post = (path: string, body: unknown) => reg.http(path, { method: "POST", key: AGENT, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  const agentView = async () => ((await post("/tools_for_role", { role: "staff" })).json() as Promise<{ tools: { id: number; name: string; description: string }[] }>);
+  const agentView = async () => (await post("/tools_for_role", { role: "staff" })).json() as Promise<{ tools: { id: number; name: string; description: string }[] }>;
   const getTools = async (client: Client) => ((await call(client, "get_tools", { service_name: "wx" })).structuredContent as { tools: Record<string, unknown>[] }).tools;
   const changes = async () => ((await call(admin, "list_tool_changes", {})).structuredContent as { changes: Record<string, unknown>[] }).changes;
   const refresh = (tools: Tool[]) => {

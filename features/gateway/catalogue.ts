@@ -40,23 +40,25 @@ export function listingOf(ctx: Ctx, roleId: number): Promise<Listing> {
 async function buildListing(ctx: Ctx, roleId: number): Promise<Listing> {
   const rows = await prepareOnce(ctx, "gateway_listing", () => {
     const { services, tools, toolRoles } = ctx.tables;
-    return ctx.db
-      .select({
-        serviceId: services.id,
-        service: services.name,
-        tool: tools.name,
-        title: tools.title,
-        description: tools.description,
-        inputSchema: tools.inputSchema,
-        outputSchema: tools.outputSchema,
-        annotations: tools.annotations,
-      })
-      .from(toolRoles)
-      .innerJoin(tools, eq(tools.id, toolRoles.toolId))
-      .innerJoin(services, eq(services.id, tools.serviceId))
-      // A tool held for review (features/tool_pinning) is neither listed nor called.
-      .where(and(eq(toolRoles.roleId, sql.placeholder("roleId")), eq(tools.held, false)))
-      .orderBy(asc(services.name), asc(tools.name));
+    return (
+      ctx.db
+        .select({
+          serviceId: services.id,
+          service: services.name,
+          tool: tools.name,
+          title: tools.title,
+          description: tools.description,
+          inputSchema: tools.inputSchema,
+          outputSchema: tools.outputSchema,
+          annotations: tools.annotations,
+        })
+        .from(toolRoles)
+        .innerJoin(tools, eq(tools.id, toolRoles.toolId))
+        .innerJoin(services, eq(services.id, tools.serviceId))
+        // A tool held for review (features/tool_pinning) is neither listed nor called.
+        .where(and(eq(toolRoles.roleId, sql.placeholder("roleId")), eq(tools.held, false)))
+        .orderBy(asc(services.name), asc(tools.name))
+    );
   }).execute({ roleId });
   const byName = uniqueNames(rows);
   const listed = [...byName].map(([name, r]) => ({

@@ -370,9 +370,7 @@ async function getTools(ctx: Ctx, input: ServiceNameInput, admin: boolean): Prom
       // Parsed and stringified again: compact whatever the engine's JSON spacing.
       const all = JSON.parse(await toolsJson(ctx, input)) as (v.InferOutput<typeof ToolRow> & { held: unknown })[];
       const flags = all.some((t) => t.held) && admin ? await heldFlags(ctx, input.service_name) : new Map<number, string[]>();
-      const list = all
-        .filter((t) => admin || !t.held)
-        .map(({ held, ...t }) => (held ? { ...t, held: true as const, flags: flags.get(t.id) ?? [] } : t));
+      const list = all.filter((t) => admin || !t.held).map(({ held, ...t }) => (held ? { ...t, held: true as const, flags: flags.get(t.id) ?? [] } : t));
       return { list, text: JSON.stringify(list) };
     },
     (answer) => answer.text.length * 2,

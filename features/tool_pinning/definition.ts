@@ -15,10 +15,10 @@ export type Definition = {
 };
 
 /** The fields a change is shown by, in order. */
-export const FIELDS = ["title", "description", "inputSchema", "outputSchema", "annotations"] as const;
+const FIELDS = ["title", "description", "inputSchema", "outputSchema", "annotations"] as const;
 
 /** JSON with object keys sorted, so one definition has one text whatever the order it was sent or stored in. */
-export function canonical(value: unknown): string {
+function canonical(value: unknown): string {
   return JSON.stringify(value ?? null, (_key, v: unknown) =>
     v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
   );
@@ -26,12 +26,21 @@ export function canonical(value: unknown): string {
 
 /** The definition of a tool row or a discovered tool (nothing else of it). */
 export function definitionOf(t: Definition): Definition {
-  return { name: t.name, title: t.title ?? null, description: t.description, inputSchema: t.inputSchema ?? null, outputSchema: t.outputSchema ?? null, annotations: t.annotations ?? null };
+  return {
+    name: t.name,
+    title: t.title ?? null,
+    description: t.description,
+    inputSchema: t.inputSchema ?? null,
+    outputSchema: t.outputSchema ?? null,
+    annotations: t.annotations ?? null,
+  };
 }
 
 /** The SHA-256 (hex) of a definition's canonical JSON. */
 export function digestOf(t: Definition): string {
-  return createHash("sha256").update(canonical(definitionOf(t))).digest("hex");
+  return createHash("sha256")
+    .update(canonical(definitionOf(t)))
+    .digest("hex");
 }
 
 /** The fields that differ between two definitions, each with its value before and after. */

@@ -20,9 +20,7 @@ import { changedFields, type Definition, definitionOf, digestOf, FLAG_MEANINGS, 
 export type PinnedTool = Definition & { digest: string | null; held: boolean; openDigest: string | null };
 
 /** What a refresh does with one tool that is listed again: hold a change, accept it (policy accept), or release a held tool whose service went back. */
-export type ToolPlan =
-  | { kind: "hold" | "accept"; name: string; before: Definition; after: Definition; digest: string; flags: Flag[] }
-  | { kind: "release"; name: string };
+export type ToolPlan = { kind: "hold" | "accept"; name: string; before: Definition; after: Definition; digest: string; flags: Flag[] } | { kind: "release"; name: string };
 
 type Status = "pending" | "rejected" | "approved" | "reverted" | "accepted" | "superseded";
 const OPEN = ["pending", "rejected"] as const;
@@ -187,11 +185,23 @@ async function rejectToolChange(ctx: Ctx, toolId: number, decidedBy: string): Pr
 async function fillDigests(ctx: Ctx): Promise<void> {
   const { tools } = ctx.tables;
   const rows = await ctx.db
-    .select({ id: tools.id, name: tools.name, title: tools.title, description: tools.description, inputSchema: tools.inputSchema, outputSchema: tools.outputSchema, annotations: tools.annotations })
+    .select({
+      id: tools.id,
+      name: tools.name,
+      title: tools.title,
+      description: tools.description,
+      inputSchema: tools.inputSchema,
+      outputSchema: tools.outputSchema,
+      annotations: tools.annotations,
+    })
     .from(tools)
     .where(isNull(tools.digest))
     .orderBy(asc(tools.id));
-  for (const r of rows) await ctx.db.update(tools).set({ digest: digestOf(r) }).where(and(eq(tools.id, r.id), isNull(tools.digest)));
+  for (const r of rows)
+    await ctx.db
+      .update(tools)
+      .set({ digest: digestOf(r) })
+      .where(and(eq(tools.id, r.id), isNull(tools.digest)));
 }
 
 const Change = v.object({
@@ -238,7 +248,9 @@ const tools = [
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     async run(ctx, input, audit) {
       const name = await rejectToolChange(ctx, input.tool_id, audit.entry.caller.label);
-      return { text: `Change of tool ${input.tool_id} ("${name}") rejected: the tool stays held until its service lists the approved definition again or a new change is approved.` };
+      return {
+        text: `Change of tool ${input.tool_id} ("${name}") rejected: the tool stays held until its service lists the approved definition again or a new change is approved.`,
+      };
     },
   }),
 ];
