@@ -175,9 +175,7 @@ async function main(): Promise<void> {
 
     started = performance.now();
     const gateway = await gatewaySetup(registry.url, sdk.url);
-    log(
-      `gateway set up through the admin tools (2 services on the bare SDK server, ${GATEWAY_TOOLS + 1} attachments, 2 users, a user key) in ${Math.round(performance.now() - started)} ms`,
-    );
+    log(`gateway set up through the admin tools (2 services on the bare SDK server, ${GATEWAY_TOOLS + 1} attachments, 2 users, a user key) in ${Math.round(performance.now() - started)} ms`);
 
     const loads = scenarios(fixture, gateway);
     const baselines = loads.filter((l) => l.server !== "registry");
@@ -438,9 +436,7 @@ async function measure(url: string, load: Load, seconds: number, connections: nu
     // Everything else the machine ran meanwhile (other processes): the noise in this run.
     otherCpu:
       cpu0 === null || cpu1 === null || all0 === null || all1 === null ? null : Math.max(0, Math.round(((all1 - all0 - (cpu1 - cpu0) - (down ?? 0) - genSeconds) / wall) * 100)),
-    ...(downstreamPid === undefined
-      ? {}
-      : { downstreamCpu: down === null ? null : Math.round((down / wall) * 100), downstreamUsPerReq: down === null ? null : Math.round((down * 1e6) / r.requests.total) }),
+    ...(downstreamPid === undefined ? {} : { downstreamCpu: down === null ? null : Math.round((down / wall) * 100), downstreamUsPerReq: down === null ? null : Math.round((down * 1e6) / r.requests.total) }),
   };
 }
 
@@ -612,11 +608,7 @@ async function gatewaySequential(registryUrl: string, sdkUrl: string, g: Gateway
   };
   const [directList, gatewayList] = await interleaved(listDirect, listGateway);
 
-  const median = (xs: number[]) =>
-    percentile(
-      [...xs].sort((x, y) => x - y),
-      50,
-    ).toFixed(2);
+  const median = (xs: number[]) => percentile([...xs].sort((x, y) => x - y), 50).toFixed(2);
   log(
     `gateway, sequential (median of ${calls}): tools/call ${median(gateway)} ms, direct ${median(direct)} ms; ` +
       `tools/list of ${GATEWAY_TOOLS} tools ${median(gatewayList)} ms (${pages} pages), direct ${median(directList)} ms (one answer)`,
@@ -674,11 +666,7 @@ function summarize(loads: Load[], measured: Map<string, Measured[]>, paired: Map
   // The gateway's sequential rows: median times against their direct baseline's median.
   const medianRow = (name: string, times: number[], vs: string, base: number[]): ScenarioResult => {
     const sorted = [...times].sort((a, b) => a - b);
-    const median = (xs: number[]) =>
-      percentile(
-        [...xs].sort((a, b) => a - b),
-        50,
-      );
+    const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
     return {
       name,
       kind: "sequential",
@@ -791,7 +779,9 @@ function formatReport(
     disturbed.length && engine !== "postgres" ? `Other processes used >= 20% of a core during: ${disturbed.join(", ")}: noisy, repeat the run on a quiet machine.` : null,
     "",
     ...targets.map((t) => `${t.pass ? "PASS" : "MISS"}  ${t.name}: ${t.value === null ? "not measured" : t.value.toFixed(2)}`),
-    list ? `INFO  ${GATEWAY_LIST_MANY}, every page: ${ms(list.p50Ms)} ms median, ${list.ratio.toFixed(2)} x ${SDK_LIST_MANY} in one answer (reported, no target)` : null,
+    list
+      ? `INFO  ${GATEWAY_LIST_MANY}, every page: ${ms(list.p50Ms)} ms median, ${list.ratio.toFixed(2)} x ${SDK_LIST_MANY} in one answer (reported, no target)`
+      : null,
     rss.registry === null
       ? "peak RSS: not measured (needs /proc)"
       : `peak RSS of the registry process: ${rss.registry} MB (of the baselines' processes, under their loads: bare Hono ${rss.hono} MB, bare SDK ${rss.sdk} MB)`,
