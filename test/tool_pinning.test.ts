@@ -184,6 +184,13 @@ describe("tool pinning (REGISTRY_TOOL_CHANGES=hold, the default)", () => {
     expect((await changes()).map((c) => [c.status, c.flags])).toEqual([["pending", ["description_grew"]]]);
   });
 
+  it("a service changing a tool at every refresh leaves one change to review, the latest, still held", async () => {
+    for (let i = 1; i <= 5; i++) await refresh([{ ...WEATHER, description: `Version ${i}` }, OTHER]);
+    const listed = await changes();
+    expect(listed.map((c) => [c.status, (c.changes as { after: unknown }[])[0].after])).toEqual([["pending", "Version 5"]]);
+    expect((await agentView()).tools).toEqual([]);
+  });
+
   it("refuses bad decisions, writing nothing", async () => {
     const before = await changes();
     for (const [tool, args, message] of [

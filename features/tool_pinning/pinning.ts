@@ -22,8 +22,9 @@ export type PinnedTool = Definition & { digest: string | null; held: boolean; op
 /** What a refresh does with one tool that is listed again: hold a change, accept it (policy accept), or release a held tool whose service went back. */
 export type ToolPlan = { kind: "hold" | "accept"; name: string; before: Definition; after: Definition; digest: string; flags: Flag[] } | { kind: "release"; name: string };
 
-type Status = "pending" | "rejected" | "approved" | "reverted" | "accepted" | "superseded";
-const OPEN = ["pending", "rejected"] as const;
+type Status = "pending" | "rejected" | "approved" | "accepted";
+// An undecided change (pending or rejected: it holds its tool; accepted and not yet acknowledged) is replaced by a newer one.
+const UNDECIDED = ["pending", "rejected", "accepted"] as const;
 
 // Names a description should not name: the registry's own tools are added by the caller.
 const REGISTRY_WORDS = ["authorize_user_to_service", "revoke_user_token", "list_services", "get_tools", "add_service", "remove_service", "create_user_key"];
@@ -62,13 +63,11 @@ export function changeStatements(q: Db, ctx: Ctx, serviceId: number, plans: Tool
   const { tools, toolChanges } = ctx.tables;
   const tool = (name: string) => and(eq(tools.serviceId, serviceId), eq(tools.name, name), ours);
   const toolId = (name: string) => sql`(select ${tools.id} from ${tools} where ${tool(name)})`;
-  const close = (name: string, status: "superseded" | "reverted") =>
-    q
-      .update(toolChanges)
-      .set({ status, decidedAt: new Date().toISOString() })
-      .where(and(eq(toolChanges.toolId, toolId(name)), inArray(toolChanges.status, [...OPEN])));
+  // A tool's undecided change is replaced by a newer one, or dropped when the service went back: a service
+  // changing a tool at every refresh leaves one row, not one per refresh (decisions are in the audit trail).
+  const close = (name: string) => q.delete(toolChanges).where(and(eq(toolChanges.toolId, toolId(name)), inArray(toolChanges.status, [...UNDECIDED])));
   return plans.flatMap((p): BatchItem<"sqlite">[] => {
-    if (p.kind === "release") return [q.update(tools).set({ held: false }).where(tool(p.name)), close(p.name, "reverted")];
+    if (p.kind === "release") return [q.update(tools).set({ held: false }).where(tool(p.name)), close(p.name)];
     const { name: _, ...fields } = p.after;
     const change = q.insert(toolChanges).values({
       toolId: toolId(p.name),
@@ -79,7 +78,7 @@ export function changeStatements(q: Db, ctx: Ctx, serviceId: number, plans: Tool
       flags: p.flags,
     });
     const onTool = p.kind === "hold" ? { held: true } : { ...fields, digest: p.digest, held: false };
-    return [q.update(tools).set(onTool).where(tool(p.name)), close(p.name, "superseded"), change];
+    return [q.update(tools).set(onTool).where(tool(p.name)), close(p.name), change];
   });
 }
 

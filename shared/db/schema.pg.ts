@@ -96,8 +96,8 @@ export const userTokens = pgTable(
 
 /**
  * Changes of tool definitions seen downstream (features/tool_pinning): before (the approved definition then)
- * and after (what the service lists), their flags, and what became of them. A tool has at most one open
- * change (pending or rejected), which holds it.
+ * and after (what the service lists), their flags, and what became of them. A tool has at most one
+ * undecided change (pending or rejected: it holds the tool; accepted: served, not yet acknowledged).
  */
 export const toolChanges = pgTable(
   "tool_changes",
@@ -106,7 +106,7 @@ export const toolChanges = pgTable(
     toolId: integer("tool_id")
       .notNull()
       .references(() => tools.id, { onDelete: "cascade" }),
-    status: text("status", { enum: ["pending", "rejected", "approved", "reverted", "accepted", "superseded"] }).notNull(),
+    status: text("status", { enum: ["pending", "rejected", "approved", "accepted"] }).notNull(),
     before: jsonb("before").notNull(),
     after: jsonb("after").notNull(),
     digest: text("digest").notNull(),
