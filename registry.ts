@@ -7,6 +7,7 @@ import { gateway } from "./features/gateway/gateway.ts";
 import { health } from "./features/health/health.ts";
 import { roles } from "./features/roles/roles.ts";
 import { services } from "./features/services/services.ts";
+import { toolPinning } from "./features/tool_pinning/pinning.ts";
 import { userKeys } from "./features/user_keys/user_keys.ts";
 import { users } from "./features/users/users.ts";
 import type { Config } from "./shared/config.ts";
@@ -19,7 +20,7 @@ import { createLog, type Log } from "./shared/log.ts";
 import { mcpHandler, type ToolDef } from "./shared/mcp.ts";
 
 /** The registry's features, in the order tools/list shows their tools. */
-const FEATURES: Feature[] = [health, services, credentials, roles, users, userKeys, audit, gateway];
+const FEATURES: Feature[] = [health, services, toolPinning, credentials, roles, users, userKeys, audit, gateway];
 
 /** Every MCP tool of the registry, in the order tools/list shows them. */
 export const allTools: ToolDef[] = FEATURES.flatMap((f) => f.tools ?? []);

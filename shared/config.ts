@@ -66,6 +66,7 @@ const VARIABLES = {
     schema: secondsWithin(0.1, 3600),
     fallback: "30",
   },
+  REGISTRY_TOOL_CHANGES: { schema: v.picklist(["hold", "accept"], 'must be "hold" or "accept"'), fallback: "hold" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
     schema: secondsWithin(0.1, 600),
     fallback: "5",
@@ -180,6 +181,8 @@ const ConfigSchema = v.pipe(
     publicUrl: e.REGISTRY_PUBLIC_URL,
     /** REGISTRY_GATEWAY_TIMEOUT: how long the gateway waits for a downstream service's answer to one call. */
     gatewayTimeoutMs: seconds(e.REGISTRY_GATEWAY_TIMEOUT),
+    /** REGISTRY_TOOL_CHANGES: "hold" (a tool whose definition changed downstream is withheld until approved) or "accept" (served at once, still recorded). */
+    toolChanges: e.REGISTRY_TOOL_CHANGES,
     /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
     limits: {
       /** REGISTRY_MAX_TOOLS: tools per service. */

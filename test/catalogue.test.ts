@@ -10,6 +10,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { catalogueGeneration } from "../shared/db/answers.ts";
 import { call, ENGINE, freshDatabase, startTestMcpServer, startTestRegistry, tempDir, type TestRegistry, text } from "./helpers.ts";
 
+// This file is about how a discovered difference is applied: changes are served at once (policy accept).
+// Holding a changed tool until an admin approves it, the default, is test/tool_pinning.test.ts.
+const APPLY_AT_ONCE = { REGISTRY_TOOL_CHANGES: "accept" };
+
 type Served = { tools: Tool[] };
 
 function tool(name: string, description: string): Tool {
@@ -50,7 +54,7 @@ describe("answers kept per catalogue generation follow every change (every engin
   beforeEach(async () => {
     served.tools = [tool("alpha", "Alpha v1"), tool("beta", "Beta v1")];
     server = await changingServer(served);
-    reg = await startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0" });
+    reg = await startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0" });
     await admin(reg, "add_service", { service_name: "svc", endpoint: server.url, description: "A service" });
     await admin(reg, "create_role", { role_name: "analyst" });
     ids = Object.fromEntries((await getTools(reg, "svc")).map((t) => [t.name, t.id]));
@@ -191,8 +195,8 @@ describe("two registries on one database (every engine)", () => {
     const served: Served = { tools: [tool("alpha", "Alpha v1")] };
     const server = await changingServer(served);
     const db = ENGINE === "postgres" ? await freshDatabase() : { url: `file:${join(tempDir(), "shared.db")}`, drop: async () => {} };
-    const one = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: "0" });
-    const two = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: "0" });
+    const one = await startTestRegistry({ ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: "0" });
+    const two = await startTestRegistry({ ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: "0" });
     try {
       await admin(one, "add_service", { service_name: "svc", endpoint: server.url, description: "A service" });
       await admin(one, "create_role", { role_name: "analyst" });

@@ -30,6 +30,9 @@ type ToolEntry = { id: number; name: string; description: string; roles: string[
 type ServerState = { tools: ToolSpec[]; down: boolean; instructions?: string };
 type McpServer = Awaited<ReturnType<typeof startTestMcpServer>>;
 
+// This file is about how a discovered difference is applied: changes are served at once (policy accept).
+// Holding a changed tool until an admin approves it, the default, is test/tool_pinning.test.ts.
+const APPLY_AT_ONCE = { REGISTRY_TOOL_CHANGES: "accept" };
 const schema = (...props: string[]) => ({ type: "object" as const, properties: Object.fromEntries(props.map((p) => [p, { type: "string" }])) });
 const tool = (name: string, ...props: string[]): ToolSpec => ({ name, description: `Does ${name}`, inputSchema: schema(...props) });
 const listing = (state: ServerState) => ({ tools: state.tools.map((t) => ({ description: `Does ${t.name}`, inputSchema: schema(), ...t })) });
@@ -122,7 +125,7 @@ describe("refresh_service", () => {
   const state: ServerState = { tools: [tool("search", "q"), tool("fetch", "url"), tool("translate", "text")], down: false };
   beforeAll(async () => {
     hook = await startHook();
-    [reg, server] = await Promise.all([startTestRegistry({ AGENT_REREAD_HOOK: hook.url, REGISTRY_REFRESH_INTERVAL: "0" }), changingServer(state)]);
+    [reg, server] = await Promise.all([startTestRegistry({ ...APPLY_AT_ONCE, AGENT_REREAD_HOOK: hook.url, REGISTRY_REFRESH_INTERVAL: "0" }), changingServer(state)]);
     await ok(reg, "add_service", { service_name: "svc", endpoint: server.url, description: "A changing service" });
     await ok(reg, "create_role", { role_name: "reader" });
     await waitFor(() => hook.hits === 1, "the hook call after add_service");
@@ -216,7 +219,7 @@ describe("health", () => {
   let revived: { stop(): Promise<void> } | undefined;
   const state: ServerState = { tools: [tool("ping"), tool("echo", "text")], down: false };
   beforeAll(async () => {
-    [reg, server] = await Promise.all([startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0" }), changingServer(state)]);
+    [reg, server] = await Promise.all([startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0" }), changingServer(state)]);
     await ok(reg, "add_service", { service_name: "flaky", endpoint: server.url, description: "Comes and goes" });
   });
   afterAll(async () => {
@@ -314,7 +317,7 @@ describe("services that need a credential to be discovered", () => {
   const results: CallToolResult[] = [];
   const state: ServerState = { tools: [tool("inbox"), tool("send", "to", "body")], down: false };
   beforeAll(async () => {
-    reg = await startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0", REGISTRY_SECRET: TEST_SECRET });
+    reg = await startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0", REGISTRY_SECRET: TEST_SECRET });
     // Anonymous tools/list is refused: only the right Authorization header gets through.
     server = await changingServer(state, (req) => {
       if (req.headers.get("authorization") !== `Bearer ${TOKEN}`) return new Response("sign in first", { status: 401 });
@@ -471,7 +474,7 @@ describe("discovery tokens and key rotation", () => {
   });
 
   it("re-encrypts discovery tokens at start-up under REGISTRY_SECRET_PREVIOUS, and a key that cannot read them stops start-up", async () => {
-    const first = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_SECRET: OLD, REGISTRY_REFRESH_INTERVAL: "0" });
+    const first = await startTestRegistry({ ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_SECRET: OLD, REGISTRY_REFRESH_INTERVAL: "0" });
     await ok(first, "add_service", {
       service_name: "basic",
       endpoint: server.url,
@@ -482,7 +485,7 @@ describe("discovery tokens and key rotation", () => {
     });
     await first.stop();
 
-    const rotated = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_SECRET: NEW, REGISTRY_SECRET_PREVIOUS: OLD, REGISTRY_REFRESH_INTERVAL: "0" });
+    const rotated = await startTestRegistry({ ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_SECRET: NEW, REGISTRY_SECRET_PREVIOUS: OLD, REGISTRY_REFRESH_INTERVAL: "0" });
     cleanup.push(() => rotated.stop());
     expect(rotated.logs.join("\n")).toContain("Re-encrypted 1 stored discovery token with the current key");
     const { services } = rotated.ctx.tables;
@@ -492,9 +495,9 @@ describe("discovery tokens and key rotation", () => {
     await cleanup.pop()!();
 
     // Only the new key from now on; the old one alone cannot read the tokens and says so before serving.
-    const onlyNew = await startTestRegistry({ DATABASE_URL: db.url, REGISTRY_SECRET: NEW, REGISTRY_REFRESH_INTERVAL: "0" });
+    const onlyNew = await startTestRegistry({ ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_SECRET: NEW, REGISTRY_REFRESH_INTERVAL: "0" });
     await onlyNew.stop();
-    await expect(startTestRegistry({ DATABASE_URL: db.url, REGISTRY_SECRET: OLD, REGISTRY_REFRESH_INTERVAL: "0" })).rejects.toThrow(
+    await expect(startTestRegistry({ ...APPLY_AT_ONCE, DATABASE_URL: db.url, REGISTRY_SECRET: OLD, REGISTRY_REFRESH_INTERVAL: "0" })).rejects.toThrow(
       "1 stored discovery token was encrypted with another key than REGISTRY_SECRET: set REGISTRY_SECRET to the key they were stored with, " +
         "or, to rotate keys, set REGISTRY_SECRET to the new key and REGISTRY_SECRET_PREVIOUS to the old one",
     );
@@ -506,7 +509,7 @@ describe("background refresh", () => {
   let server: McpServer;
   const state: ServerState = { tools: [tool("alpha")], down: false };
   beforeAll(async () => {
-    [reg, server] = await Promise.all([startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0.2" }), changingServer(state)]);
+    [reg, server] = await Promise.all([startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0.2" }), changingServer(state)]);
     await ok(reg, "add_service", { service_name: "live", endpoint: server.url, description: "Refreshed by itself" });
   });
   afterAll(async () => {
@@ -551,7 +554,13 @@ describe("two registries on one database, both refreshing in the background", ()
   const state: ServerState = { tools: [tool("x", "a")], down: false };
   beforeAll(async () => {
     [db, hook, server] = await Promise.all([sharedDatabase(), startHook(), changingServer(state)]);
-    const env = { DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: "0.2", AGENT_REREAD_HOOK: hook.url, ...(ENGINE === "postgres" ? {} : { REGISTRY_SECRET: TEST_SECRET }) };
+    const env = {
+      ...APPLY_AT_ONCE,
+      DATABASE_URL: db.url,
+      REGISTRY_REFRESH_INTERVAL: "0.2",
+      AGENT_REREAD_HOOK: hook.url,
+      ...(ENGINE === "postgres" ? {} : { REGISTRY_SECRET: TEST_SECRET }),
+    };
     // One after the other: on SQLite the first creates the file and its schema.
     one = await startTestRegistry(env);
     two = await startTestRegistry(env);
@@ -617,7 +626,7 @@ describe("concurrent refreshes of one service", () => {
   const state: ServerState = { tools: [tool("x")], down: false };
   beforeAll(async () => {
     hook = await startHook();
-    [reg, server] = await Promise.all([startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0", AGENT_REREAD_HOOK: hook.url }), changingServer(state)]);
+    [reg, server] = await Promise.all([startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0", AGENT_REREAD_HOOK: hook.url }), changingServer(state)]);
     await ok(reg, "add_service", { service_name: "busy", endpoint: server.url, description: "Refreshed by many" });
     await waitFor(() => hook.hits === 1, "the hook call after add_service");
   });
@@ -661,7 +670,7 @@ describe("update_service", () => {
   beforeAll(async () => {
     hook = await startHook();
     [reg, a, b, other] = await Promise.all([
-      startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0", AGENT_REREAD_HOOK: hook.url }),
+      startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0", AGENT_REREAD_HOOK: hook.url }),
       changingServer(first),
       changingServer(second),
       changingServer({ tools: [tool("other")], down: false }),
@@ -762,7 +771,7 @@ describe("documented exchanges: refresh, health, discovery credentials", () => {
   const locked: ServerState = { tools: [tool("inbox")], down: false };
   beforeAll(async () => {
     [reg, weather, moved, mail] = await Promise.all([
-      startTestRegistry({ REGISTRY_REFRESH_INTERVAL: "0" }),
+      startTestRegistry({ ...APPLY_AT_ONCE, REGISTRY_REFRESH_INTERVAL: "0" }),
       changingServer(state),
       changingServer(state),
       changingServer(locked, (req) => (req.headers.get("authorization") === "Bearer mail-discovery-token" ? undefined : new Response(null, { status: 401 }))),

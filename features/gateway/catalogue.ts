@@ -40,22 +40,25 @@ export function listingOf(ctx: Ctx, roleId: number): Promise<Listing> {
 async function buildListing(ctx: Ctx, roleId: number): Promise<Listing> {
   const rows = await prepareOnce(ctx, "gateway_listing", () => {
     const { services, tools, toolRoles } = ctx.tables;
-    return ctx.db
-      .select({
-        serviceId: services.id,
-        service: services.name,
-        tool: tools.name,
-        title: tools.title,
-        description: tools.description,
-        inputSchema: tools.inputSchema,
-        outputSchema: tools.outputSchema,
-        annotations: tools.annotations,
-      })
-      .from(toolRoles)
-      .innerJoin(tools, eq(tools.id, toolRoles.toolId))
-      .innerJoin(services, eq(services.id, tools.serviceId))
-      .where(eq(toolRoles.roleId, sql.placeholder("roleId")))
-      .orderBy(asc(services.name), asc(tools.name));
+    return (
+      ctx.db
+        .select({
+          serviceId: services.id,
+          service: services.name,
+          tool: tools.name,
+          title: tools.title,
+          description: tools.description,
+          inputSchema: tools.inputSchema,
+          outputSchema: tools.outputSchema,
+          annotations: tools.annotations,
+        })
+        .from(toolRoles)
+        .innerJoin(tools, eq(tools.id, toolRoles.toolId))
+        .innerJoin(services, eq(services.id, tools.serviceId))
+        // A tool held for review (features/tool_pinning) is neither listed nor called.
+        .where(and(eq(toolRoles.roleId, sql.placeholder("roleId")), eq(tools.held, false)))
+        .orderBy(asc(services.name), asc(tools.name))
+    );
   }).execute({ roleId });
   const byName = uniqueNames(rows);
   const listed = [...byName].map(([name, r]) => ({
@@ -101,7 +104,8 @@ export function targetOf(ctx: Ctx, listed: Listed, userId: string, roleId: numbe
   const query = prepareOnce(ctx, "gateway_target", () => {
     const { services, tools, toolRoles, users, userTokens } = ctx.tables;
     const attached = sql<boolean>`exists (select 1 from ${toolRoles} inner join ${tools} on ${tools.id} = ${toolRoles.toolId}
-      where ${tools.serviceId} = ${services.id} and ${tools.name} = ${sql.placeholder("tool")} and ${toolRoles.roleId} = ${sql.placeholder("roleId")})`;
+      where ${tools.serviceId} = ${services.id} and ${tools.name} = ${sql.placeholder("tool")} and ${toolRoles.roleId} = ${sql.placeholder("roleId")}
+      and ${eq(tools.held, false)})`;
     return ctx.db
       .select({
         endpoint: services.endpoint,

@@ -143,7 +143,8 @@ async function toolsForRoleBody(ctx: Ctx, input: ToolsForRoleInput): Promise<Uin
             .innerJoin(roles, eq(roles.id, toolRoles.roleId))
             .innerJoin(tools, eq(tools.id, toolRoles.toolId))
             .innerJoin(services, eq(services.id, tools.serviceId))
-            .where(eq(roles.name, sql.placeholder("role"))),
+            // A tool held for review (features/tool_pinning) is not offered until its change is approved.
+            .where(and(eq(roles.name, sql.placeholder("role")), eq(tools.held, false))),
         { role: input.role },
       );
       return encoder.encode(`{"tools":${json}}`);

@@ -9,7 +9,7 @@ import { AppError } from "../../shared/errors.ts";
 type Transport = "streamable_http" | "sse";
 
 /** One tool as the registry keeps it. */
-export type DiscoveredTool = {
+type DiscoveredTool = {
   name: string;
   title: string | null;
   description: string;

@@ -5,12 +5,18 @@ import { reencryptSecrets } from "../../shared/crypto.ts";
 import type { Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
-import { type Discovery, type DiscoveredTool, discoverService, type SkippedTool } from "./discovery.ts";
+import { digestOf } from "../tool_pinning/definition.ts";
+import { changeStatements, namesOf, type PinnedTool, planChanges } from "../tool_pinning/pinning.ts";
+import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 
 export type StoredService = Tables["services"]["$inferSelect"];
 
-/** What a refresh changed: tool names added, removed, and changed (description, title, schemas, annotations). */
-export type CatalogueDiff = { added: string[]; removed: string[]; changed: string[] };
+/**
+ * What a refresh changed: tool names added, removed, and changed (description, title, schemas, annotations:
+ * served changed, policy accept); held (a change awaits review: features/tool_pinning) and released (a held
+ * tool's service lists its approved definition again).
+ */
+export type CatalogueDiff = { added: string[]; removed: string[]; changed: string[]; held: string[]; released: string[] };
 
 /** Most discoveries one instance runs at once in the background. */
 const MAX_PARALLEL = 4;
@@ -46,31 +52,12 @@ export function discoveryHeaders(method: string, token: string | null): Record<s
 
 /** True when a diff changed anything. */
 export function hasChanges(diff: CatalogueDiff): boolean {
-  return diff.added.length + diff.removed.length + diff.changed.length > 0;
+  return diff.added.length + diff.removed.length + diff.changed.length + diff.held.length + diff.released.length > 0;
 }
 
 /** The next background refresh time: one interval from now, give or take 10 % so services drift apart. */
 export function nextRefreshAt(ctx: Ctx, fromNow = ctx.config.refreshIntervalMs * (0.9 + 0.2 * Math.random())): string | null {
   return ctx.config.refreshIntervalMs > 0 ? new Date(Date.now() + fromNow).toISOString() : null;
-}
-
-// JSON with object keys sorted: PostgreSQL's jsonb does not keep the key order a server sent.
-function canonical(value: unknown): string {
-  return JSON.stringify(value ?? null, (_key, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
-  );
-}
-
-type StoredTool = Pick<DiscoveredTool, "name" | "title" | "description"> & { inputSchema: unknown; outputSchema: unknown; annotations: unknown };
-
-function sameTool(stored: StoredTool, found: DiscoveredTool): boolean {
-  return (
-    stored.title === found.title &&
-    stored.description === found.description &&
-    canonical(stored.inputSchema) === canonical(found.inputSchema) &&
-    canonical(stored.outputSchema) === canonical(found.outputSchema) &&
-    canonical(stored.annotations) === canonical(found.annotations)
-  );
 }
 
 /**
@@ -81,13 +68,13 @@ function sameTool(stored: StoredTool, found: DiscoveredTool): boolean {
  * and the service still has `endpoint`; otherwise it is read and computed again.
  */
 export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: string, found: Discovery, set: Partial<StoredService>, action: string): Promise<CatalogueDiff> {
-  const { services, tools } = ctx.tables;
+  const { services, tools, toolChanges } = ctx.tables;
   for (let attempt = 1; ; attempt++) {
     if (attempt > MAX_ATTEMPTS) throw new AppError("conflict", `Cannot ${action}: the service keeps changing; try again`);
     const [row] = await ctx.db.select({ endpoint: services.endpoint, version: services.catalogueVersion }).from(services).where(eq(services.id, serviceId)).limit(1);
     if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
     if (row.endpoint !== endpoint) throw new AppError("conflict", `Cannot ${action}: its endpoint was changed meanwhile; try again`);
-    const stored: StoredTool[] = await ctx.db
+    const stored: PinnedTool[] = await ctx.db
       .select({
         name: tools.name,
         title: tools.title,
@@ -95,16 +82,20 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
         inputSchema: tools.inputSchema,
         outputSchema: tools.outputSchema,
         annotations: tools.annotations,
+        digest: tools.digest,
+        held: tools.held,
+        openDigest: toolChanges.digest,
       })
       .from(tools)
+      .leftJoin(toolChanges, and(eq(toolChanges.toolId, tools.id), inArray(toolChanges.status, ["pending", "rejected"])))
       .where(eq(tools.serviceId, serviceId))
       .orderBy(asc(tools.id));
-    const byName = new Map(stored.map((t) => [t.name, t]));
+    const known = new Set(stored.map((t) => t.name));
     const names = new Set(found.tools.map((t) => t.name));
-    const added = found.tools.filter((t) => !byName.has(t.name));
-    const changed = found.tools.filter((t) => byName.has(t.name) && !sameTool(byName.get(t.name)!, t));
+    const added = found.tools.filter((t) => !known.has(t.name));
+    const plans = planChanges(ctx, stored, found.tools);
     const removed = stored.filter((t) => !names.has(t.name)).map((t) => t.name);
-    const diff = { added: added.map((t) => t.name), removed, changed: changed.map((t) => t.name) };
+    const diff = { added: added.map((t) => t.name), removed, changed: namesOf(plans, "accept"), held: namesOf(plans, "hold"), released: namesOf(plans, "release") };
     const healthy = { transport: found.transport, status: "ok" as const, lastDiscoveredAt: new Date().toISOString(), lastError: null, consecutiveFailures: 0 };
 
     if (!hasChanges(diff)) {
@@ -132,14 +123,9 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
             .where(and(eq(services.id, serviceId), eq(services.catalogueVersion, row.version), eq(services.endpoint, endpoint)))
             .returning({ id: services.id }),
           ...(removed.length ? [q.delete(tools).where(and(eq(tools.serviceId, serviceId), inArray(tools.name, removed), ours))] : []),
-          ...changed.map(({ name, ...fields }) =>
-            q
-              .update(tools)
-              .set(fields)
-              .where(and(eq(tools.serviceId, serviceId), eq(tools.name, name), ours)),
-          ),
+          ...changeStatements(q, ctx, serviceId, plans, ours),
           // Without our version the subquery is NULL and the NOT NULL service_id fails the whole unit.
-          ...added.map((t) => q.insert(tools).values({ ...t, serviceId: sql`(select ${services.id} from ${services} where ${mine})` })),
+          ...added.map((t) => q.insert(tools).values({ ...t, digest: digestOf(t), serviceId: sql`(select ${services.id} from ${services} where ${mine})` })),
         ];
       });
     } catch (err) {

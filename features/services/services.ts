@@ -8,6 +8,7 @@ import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { asJson, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
+import { digestOf } from "../tool_pinning/definition.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { ServiceName } from "../../shared/names.ts";
@@ -91,8 +92,23 @@ const ServiceDetails = v.object({
   tools: v.number(),
   ...Health,
 });
-const ToolRow = v.object({ id: v.number(), name: v.string(), description: v.string(), roles: v.array(v.string()) });
-const Diff = { added: v.array(v.string()), removed: v.array(v.string()), changed: v.array(v.string()) };
+// held and flags: only on a held tool, only for an admin (features/tool_pinning).
+const ToolRow = v.object({
+  id: v.number(),
+  name: v.string(),
+  description: v.string(),
+  roles: v.array(v.string()),
+  held: v.optional(v.literal(true)),
+  flags: v.optional(v.array(v.string())),
+});
+// held and released only when a refresh held or released a tool (features/tool_pinning), so other results stay as they were.
+const Diff = {
+  added: v.array(v.string()),
+  removed: v.array(v.string()),
+  changed: v.array(v.string()),
+  held: v.optional(v.array(v.string())),
+  released: v.optional(v.array(v.string())),
+};
 // Only present when discovery skipped tools, so results without any stay exactly as they were.
 const Skipped = { skipped: v.optional(v.array(v.object({ name: v.string(), reason: v.string() }))) };
 
@@ -131,7 +147,7 @@ async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit
       }),
       // Multi-row inserts (one round trip each on PostgreSQL), in slices well under every engine's limit of bound parameters.
       // On SQLite the whole batch runs without yielding; the discovery limits bound how long (docs/services.md).
-      ...slices(found.tools, 500).map((slice) => q.insert(tools).values(slice.map((t) => ({ serviceId, ...t })))),
+      ...slices(found.tools, 500).map((slice) => q.insert(tools).values(slice.map((t) => ({ serviceId, ...t, digest: digestOf(t) })))),
       // The audit event commits with the service: one fsync, and no service without its record.
       ...(audit ? [auditedWith(ctx, q, audit)] : []),
     ]);
@@ -287,7 +303,7 @@ async function applyUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInp
     if (!plan.rediscover) {
       const written = await ctx.db.update(services).set(plan.set).where(eq(services.id, row.id)).returning({ id: services.id });
       if (written.length === 0) throw new AppError("not_found", `Cannot ${action}: no such service`);
-      return { diff: { added: [], removed: [], changed: [] }, skipped: [] };
+      return { diff: { added: [], removed: [], changed: [], held: [], released: [] }, skipped: [] };
     }
     const found = await discover(ctx, plan.endpoint, { wantDescription: input.description === "", headers: discoveryHeaders(plan.method, plan.token) }, action);
     if (input.description === "" && found.description !== row.description) {
@@ -327,28 +343,50 @@ function describeSkipped(skipped: SkippedTool[]): string {
 }
 
 /** A diff as words: `added "a", "b"; removed "c"`, or "no tool changes". */
+// A diff as structured content: held and released only when not empty.
+function diffData({ held, released, ...diff }: CatalogueDiff) {
+  return { ...diff, ...(held.length ? { held } : {}), ...(released.length ? { released } : {}) };
+}
+
 function describeDiff(diff: CatalogueDiff): string {
   const names = (list: string[]) => list.map((n) => `"${n}"`).join(", ");
   const parts = (["added", "removed", "changed"] as const).filter((k) => diff[k].length > 0).map((k) => `${k} ${names(diff[k])}`);
+  if (diff.held.length) parts.push(`held until an admin approves the change (list_tool_changes) ${names(diff.held)}`);
+  if (diff.released.length) parts.push(`released (back to the approved definition) ${names(diff.released)}`);
   return parts.length ? parts.join("; ") : "no tool changes";
 }
 
 /**
  * A service's tools with the names of the roles attached to each ({id, name, description, roles}), and
  * their compact JSON text: agents call this often, so the answer is kept while the catalogue is
- * unchanged (shared/catalogue.ts).
+ * unchanged (shared/catalogue.ts). A held tool (features/tool_pinning) is left out for agents; an admin
+ * sees it with held: true and the flags of its change.
  */
-async function getTools(ctx: Ctx, input: ServiceNameInput): Promise<{ list: v.InferOutput<typeof ToolRow>[]; text: string }> {
+async function getTools(ctx: Ctx, input: ServiceNameInput, admin: boolean): Promise<{ list: v.InferOutput<typeof ToolRow>[]; text: string }> {
   return fromCatalogue(
     ctx,
-    `get_tools ${input.service_name}`,
+    `get_tools ${admin ? "admin" : "agent"} ${input.service_name}`,
     async () => {
       // Parsed and stringified again: compact whatever the engine's JSON spacing.
-      const list = JSON.parse(await toolsJson(ctx, input)) as v.InferOutput<typeof ToolRow>[];
+      const all = JSON.parse(await toolsJson(ctx, input)) as (v.InferOutput<typeof ToolRow> & { held: unknown })[];
+      const flags = all.some((t) => t.held) && admin ? await heldFlags(ctx, input.service_name) : new Map<number, string[]>();
+      const list = all.filter((t) => admin || !t.held).map(({ held, ...t }) => (held ? { ...t, held: true as const, flags: flags.get(t.id) ?? [] } : t));
       return { list, text: JSON.stringify(list) };
     },
     (answer) => answer.text.length * 2,
   );
+}
+
+// The flags of the open change of each held tool of a service, by tool id.
+async function heldFlags(ctx: Ctx, serviceName: string): Promise<Map<number, string[]>> {
+  const { services, tools, toolChanges } = ctx.tables;
+  const rows = await ctx.db
+    .select({ id: tools.id, flags: toolChanges.flags })
+    .from(toolChanges)
+    .innerJoin(tools, eq(tools.id, toolChanges.toolId))
+    .innerJoin(services, eq(services.id, tools.serviceId))
+    .where(and(eq(services.name, serviceName), inArray(toolChanges.status, ["pending", "rejected"])));
+  return new Map(rows.map((r) => [r.id, r.flags as string[]]));
 }
 
 // The tools as JSON text, built by the database.
@@ -359,7 +397,7 @@ async function toolsJson(ctx: Ctx, input: ServiceNameInput): Promise<string> {
       const { services, tools, toolRoles, roles } = ctx.tables;
       const roleNames = sql`(select ${jsonListOf(ctx.engine, roles.name, sql`${roles.name}`)} from ${toolRoles}
       inner join ${roles} on ${roles.id} = ${toolRoles.roleId} where ${toolRoles.toolId} = ${tools.id})`;
-      const fields = { id: tools.id, name: tools.name, description: tools.description, roles: asJson(ctx.engine, roleNames) };
+      const fields = { id: tools.id, name: tools.name, description: tools.description, roles: asJson(ctx.engine, roleNames), held: tools.held };
       // eq(), not a bare "${a} = ${b}": drizzle leaves the columns of a one-table select's own fields unqualified.
       return ctx.db
         .select({ tools: sql<string>`(select ${jsonArrayOf(ctx.engine, fields, sql`${tools.id}`)} from ${tools} where ${eq(tools.serviceId, services.id)})` })
@@ -432,12 +470,13 @@ const tools = [
   defineTool({
     name: "get_tools",
     title: "Get tools of a service",
-    description: "List the tools of a service with their id, description and the roles attached to each.",
+    description:
+      "List the tools of a service with their id, description and the roles attached to each. A tool held for review (list_tool_changes) is shown to admins only, with held and flags.",
     input: ServiceNameInput,
     output: v.object({ tools: v.array(ToolRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-    async run(ctx, input) {
-      const { list, text } = await getTools(ctx, input);
+    async run(ctx, input, audit) {
+      const { list, text } = await getTools(ctx, input, audit.entry.caller.principal === "admin");
       return { text, data: { tools: list } };
     },
   }),
@@ -454,7 +493,7 @@ const tools = [
       const { tools, skipped, ...diff } = await refreshService(ctx, input);
       return {
         text: `Service "${input.service_name}" refreshed (${tools} tool${tools === 1 ? "" : "s"}): ${describeDiff(diff)}${describeSkipped(skipped)}.`,
-        data: { service_name: input.service_name, tools, ...diff, ...(skipped.length ? { skipped } : {}) },
+        data: { service_name: input.service_name, tools, ...diffData(diff), ...(skipped.length ? { skipped } : {}) },
       };
     },
   }),
@@ -472,7 +511,7 @@ const tools = [
       const what = updated.length ? updated.join(", ") : "nothing changed";
       return {
         text: `Service "${input.service_name}" updated (${what})${hasChanges(diff) ? `: ${describeDiff(diff)}` : ""}${describeSkipped(skipped)}.`,
-        data: { service_name: input.service_name, updated, ...diff, ...(skipped.length ? { skipped } : {}) },
+        data: { service_name: input.service_name, updated, ...diffData(diff), ...(skipped.length ? { skipped } : {}) },
       };
     },
   }),

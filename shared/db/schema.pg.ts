@@ -42,6 +42,8 @@ export const tools = pgTable(
     inputSchema: jsonb("input_schema"),
     outputSchema: jsonb("output_schema"),
     annotations: jsonb("annotations"),
+    digest: text("digest"),
+    held: boolean("held").notNull().default(false),
   },
   (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)],
 );
@@ -90,6 +92,30 @@ export const userTokens = pgTable(
     updatedAt: now("updated_at"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)],
+);
+
+/**
+ * Changes of tool definitions seen downstream (features/tool_pinning): before (the approved definition then)
+ * and after (what the service lists), their flags, and what became of them. A tool has at most one
+ * undecided change (pending or rejected: it holds the tool; accepted: served, not yet acknowledged).
+ */
+export const toolChanges = pgTable(
+  "tool_changes",
+  {
+    id: id(),
+    toolId: integer("tool_id")
+      .notNull()
+      .references(() => tools.id, { onDelete: "cascade" }),
+    status: text("status", { enum: ["pending", "rejected", "approved", "accepted"] }).notNull(),
+    before: jsonb("before").notNull(),
+    after: jsonb("after").notNull(),
+    digest: text("digest").notNull(),
+    flags: jsonb("flags").notNull(),
+    seenAt: now("seen_at"),
+    decidedAt: text("decided_at"),
+    decidedBy: text("decided_by"),
+  },
+  (t) => [index("tool_changes_tool").on(t.toolId, t.status)],
 );
 
 /** Keys an admin issued to users: each opens only the gateway, only as its user. Stored as a SHA-256 digest, never the key. */

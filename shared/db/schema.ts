@@ -43,6 +43,9 @@ export const tools = sqliteTable(
     inputSchema: text("input_schema", { mode: "json" }),
     outputSchema: text("output_schema", { mode: "json" }),
     annotations: text("annotations", { mode: "json" }),
+    // The approved definition's digest (features/tool_pinning); held: a changed definition awaits review, so agents do not see the tool.
+    digest: text("digest"),
+    held: integer("held", { mode: "boolean" }).notNull().default(false),
   },
   (t) => [uniqueIndex("tools_service_name").on(t.serviceId, t.name)],
 );
@@ -91,6 +94,30 @@ export const userTokens = sqliteTable(
     updatedAt: now("updated_at"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.serviceId] }), index("user_tokens_service").on(t.serviceId)],
+);
+
+/**
+ * Changes of tool definitions seen downstream (features/tool_pinning): before (the approved definition then)
+ * and after (what the service lists), their flags, and what became of them. A tool has at most one
+ * undecided change (pending or rejected: it holds the tool; accepted: served, not yet acknowledged).
+ */
+export const toolChanges = sqliteTable(
+  "tool_changes",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    toolId: integer("tool_id")
+      .notNull()
+      .references(() => tools.id, { onDelete: "cascade" }),
+    status: text("status", { enum: ["pending", "rejected", "approved", "accepted"] }).notNull(),
+    before: text("before", { mode: "json" }).notNull(),
+    after: text("after", { mode: "json" }).notNull(),
+    digest: text("digest").notNull(),
+    flags: text("flags", { mode: "json" }).notNull(),
+    seenAt: now("seen_at"),
+    decidedAt: text("decided_at"),
+    decidedBy: text("decided_by"),
+  },
+  (t) => [index("tool_changes_tool").on(t.toolId, t.status)],
 );
 
 /** Keys an admin issued to users: each opens only the gateway, only as its user. Stored as a SHA-256 digest, never the key. */
