@@ -263,3 +263,25 @@ describe("two instances of one database", () => {
     }
   });
 });
+
+describe("the background refresh", () => {
+  it("holds a changed tool by itself and says so in the log", async () => {
+    const state = { tools: [WEATHER] };
+    const service = await changingService(state);
+    const reg = await startTestRegistry({ ...KEYS, REGISTRY_REFRESH_INTERVAL: "0.2" });
+    try {
+      const admin = await reg.client(ADMIN);
+      await call(admin, "add_service", { service_name: "wx", endpoint: service.url, description: "" });
+      state.tools = [{ ...WEATHER, description: "Changed while nobody looked" }];
+      await expect
+        .poll(async () => ((await call(admin, "list_tool_changes", { service_name: "wx" })).structuredContent as { changes: { status: string }[] }).changes.map((c) => c.status), {
+          timeout: 10_000,
+        })
+        .toEqual(["pending"]);
+      await expect.poll(() => reg.logs.join("\n")).toContain('Service "wx" changed tools; held until an admin approves (list_tool_changes)');
+    } finally {
+      await reg.stop();
+      await service.stop();
+    }
+  });
+});

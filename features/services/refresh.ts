@@ -282,8 +282,10 @@ async function claimDue(ctx: Ctx, running: Map<number, Promise<void>>, signal: A
 async function runClaimed(ctx: Ctx, service: StoredService, lease: string, signal: AbortSignal): Promise<void> {
   const { services } = ctx.tables;
   try {
-    const { skipped } = await refreshStoredService(ctx, service, signal);
+    const { skipped, held } = await refreshStoredService(ctx, service, signal);
     if (service.status !== "ok") ctx.log.info(`Service "${service.name}" is reachable again`);
+    // A tool held for review is withheld from agents until an admin looks: the log tells the operator.
+    if (held.length) ctx.log.warn(`Service "${service.name}" changed tools; held until an admin approves (list_tool_changes)`, { tools: held.join(", ") });
     // Nobody reads a background refresh's result: the log says what it left out (names already escaped).
     if (skipped.length) ctx.log.warn(`Service "${service.name}" lists tools the registry skipped`, { skipped: skipped.map((s) => `"${s.name}" (${s.reason})`) });
   } catch (err) {
