@@ -5,7 +5,7 @@
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { eq } from "drizzle-orm";
+import { eq, isNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, ENGINE, startTestMcpServer, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
 
@@ -148,5 +148,16 @@ describe("every query answers with its own rows", () => {
       expect(await byId("bob").get()).toEqual({ userId: "bob" });
       expect(await byId("nobody").all()).toEqual([]);
     }
+  });
+
+  it("a statement whose only parameter is null runs, as a write and as a read", async () => {
+    const { tools } = reg.ctx.tables;
+    const before = await reg.ctx.db.select({ id: tools.id, digest: tools.digest }).from(tools).orderBy(tools.id);
+    expect(before.every((t) => t.digest !== null)).toBe(true);
+    // The local engine once spread the parameters, and a lone null was taken for an object of named ones.
+    await reg.ctx.db.update(tools).set({ digest: null });
+    const none = await reg.ctx.db.select({ id: tools.id }).from(tools).where(isNull(tools.digest));
+    expect(none.map((t) => t.id)).toEqual(before.map((t) => t.id));
+    for (const t of before) await reg.ctx.db.update(tools).set({ digest: t.digest }).where(eq(tools.id, t.id));
   });
 });

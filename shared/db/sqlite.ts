@@ -19,9 +19,9 @@ import { AppError } from "../errors.ts";
 
 type NativeStatement = {
   reader: boolean;
-  run(...params: unknown[]): unknown;
-  all(...params: unknown[]): unknown[];
-  get(...params: unknown[]): unknown;
+  run(params: unknown[]): unknown;
+  all(params: unknown[]): unknown[];
+  get(params: unknown[]): unknown;
   raw(on: boolean): NativeStatement;
 };
 type NativeDb = { prepare(text: string): NativeStatement; exec(text: string): void; close(): void; readonly inTransaction: boolean };
@@ -128,13 +128,15 @@ export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite>
     }
     return found;
   };
+  // The parameters as one array: spread out, a single parameter that is null (or a blob) would be taken
+  // for an object of named parameters ("failed to downcast any to object"), and arrays would be flattened.
   const step = (q: Query) => {
     const s = statement(q.sql, q.method);
     if (q.method === "run") {
-      s.run(...q.params);
+      s.run(q.params);
       return { rows: [] as Rows };
     }
-    return { rows: (q.method === "get" ? s.get(...q.params) : s.all(...q.params)) as Rows };
+    return { rows: (q.method === "get" ? s.get(q.params) : s.all(q.params)) as Rows };
   };
   // `work` inside BEGIN IMMEDIATE … COMMIT: a busy database fails at BEGIN, before anything ran.
   const transaction = <T>(work: () => T): T => {
