@@ -285,3 +285,33 @@ describe("the background refresh", () => {
     }
   });
 });
+
+describe("tools stored before pinning existed", () => {
+  it("get the digest of their stored definition at start-up, and an unchanged listing holds nothing", async () => {
+    const fresh = ENGINE === "sqlite" ? { url: `file:${tempDir()}/r.db`, drop: async () => {} } : await freshDatabase();
+    const env = { ...KEYS, DATABASE_URL: fresh.url, REGISTRY_SECRET: TEST_SECRET };
+    const service = await changingService({ tools: [WEATHER, OTHER] });
+    try {
+      const first = await startTestRegistry(env);
+      await call(await first.client(ADMIN), "add_service", { service_name: "wx", endpoint: service.url, description: "" });
+      const { tools } = first.ctx.tables;
+      const digests = async (reg: TestRegistry) => (await reg.ctx.db.select({ digest: tools.digest }).from(tools).orderBy(tools.id)).map((r) => r.digest);
+      const stored = await digests(first);
+      expect(stored).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/), expect.stringMatching(/^[0-9a-f]{64}$/)]);
+      // As a database from before pinning has them: no digest.
+      await first.ctx.db.update(tools).set({ digest: null });
+      await first.stop();
+      const again = await startTestRegistry(env);
+      try {
+        expect(await digests(again)).toEqual(stored);
+        const refreshed = await call(await again.client(ADMIN), "refresh_service", { service_name: "wx" });
+        expect(text(refreshed)).toBe('Service "wx" refreshed (2 tools): no tool changes.');
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await service.stop();
+      await fresh.drop();
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { reencryptSecrets } from "../../shared/crypto.ts";
 import type { Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
-import { digestOf } from "../tool_pinning/definition.ts";
+import { definitionColumns, digestOf } from "../tool_pinning/definition.ts";
 import { changeStatements, namesOf, type PinnedTool, planChanges } from "../tool_pinning/pinning.ts";
 import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 
@@ -76,12 +76,7 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
     if (row.endpoint !== endpoint) throw new AppError("conflict", `Cannot ${action}: its endpoint was changed meanwhile; try again`);
     const stored: PinnedTool[] = await ctx.db
       .select({
-        name: tools.name,
-        title: tools.title,
-        description: tools.description,
-        inputSchema: tools.inputSchema,
-        outputSchema: tools.outputSchema,
-        annotations: tools.annotations,
+        ...definitionColumns(tools),
         digest: tools.digest,
         held: tools.held,
         openDigest: toolChanges.digest,

@@ -4,6 +4,7 @@
  * order) and the SHA-256 digest of that; and the flags a reviewer sees on a changed one.
  */
 import { createHash } from "node:crypto";
+import type { Tables } from "../../shared/db/db.ts";
 
 export type Definition = {
   name: string;
@@ -13,6 +14,18 @@ export type Definition = {
   outputSchema: unknown;
   annotations: unknown;
 };
+
+/** The columns of a tool's definition, to select it from the tools table. */
+export function definitionColumns(tools: Tables["tools"]) {
+  return {
+    name: tools.name,
+    title: tools.title,
+    description: tools.description,
+    inputSchema: tools.inputSchema,
+    outputSchema: tools.outputSchema,
+    annotations: tools.annotations,
+  };
+}
 
 /** The fields a change is shown by, in order. */
 const FIELDS = ["title", "description", "inputSchema", "outputSchema", "annotations"] as const;

@@ -14,7 +14,7 @@ import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
 import { ServiceName, ToolId } from "../../shared/names.ts";
 import { notifyCatalogueChanged } from "../services/hook.ts";
-import { changedFields, type Definition, definitionOf, digestOf, FLAG_MEANINGS, type Flag, flagsOf } from "./definition.ts";
+import { changedFields, type Definition, definitionColumns, definitionOf, digestOf, FLAG_MEANINGS, type Flag, flagsOf } from "./definition.ts";
 
 /** A stored tool as a refresh compares it: its approved definition, digest, whether it is held, and the digest of its open change. */
 export type PinnedTool = Definition & { digest: string | null; held: boolean; openDigest: string | null };
@@ -184,23 +184,21 @@ async function rejectToolChange(ctx: Ctx, toolId: number, decidedBy: string): Pr
 async function fillDigests(ctx: Ctx): Promise<void> {
   const { tools } = ctx.tables;
   const rows = await ctx.db
-    .select({
-      id: tools.id,
-      name: tools.name,
-      title: tools.title,
-      description: tools.description,
-      inputSchema: tools.inputSchema,
-      outputSchema: tools.outputSchema,
-      annotations: tools.annotations,
-    })
+    .select({ id: tools.id, ...definitionColumns(tools) })
     .from(tools)
     .where(isNull(tools.digest))
     .orderBy(asc(tools.id));
-  for (const r of rows)
-    await ctx.db
-      .update(tools)
-      .set({ digest: digestOf(r) })
-      .where(and(eq(tools.id, r.id), isNull(tools.digest)));
+  // 500 rows per transaction: one commit per batch, not one per tool.
+  for (let i = 0; i < rows.length; i += 500) {
+    const [first, ...rest] = rows.slice(i, i + 500).map(
+      (r) => (q: Db) =>
+        q
+          .update(tools)
+          .set({ digest: digestOf(r) })
+          .where(and(eq(tools.id, r.id), isNull(tools.digest))),
+    );
+    await ctx.atomic((q) => [first(q), ...rest.map((update) => update(q))]);
+  }
 }
 
 const Change = v.object({
