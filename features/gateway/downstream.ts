@@ -7,11 +7,11 @@ import { createHash } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { type CallToolResult, CallToolResultSchema, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { type CallToolResult, CallToolResultSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Ctx } from "../../shared/context.ts";
 import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
 import { AppError } from "../../shared/errors.ts";
-import { counted, reasonOf, redact } from "../services/discovery.ts";
+import { counted, reasonOf, redact, withDeadline } from "../services/discovery.ts";
 import { postRpc, SessionGone } from "./post.ts";
 
 /** A session unused this long is closed. */
@@ -73,7 +73,7 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
     let session: Session | undefined;
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
-      session = await withTimeout(sessionFor(ctx, key, d, deadline), deadline);
+      session = await withDeadline(sessionFor(ctx, key, d, deadline), deadline);
       const result = await callOn(ctx, session, d, { name, arguments: args }, deadline);
       idle(ctx, key, session);
       // Relayed as it came, but never deeper than any input the registry accepts: the answer is serialized again.
@@ -254,13 +254,4 @@ async function sameOriginFetch(input: string | URL, init: RequestInit): Promise<
     if (next.origin !== url.origin || hops === 5) throw new Error(`the service redirected to ${next.origin === url.origin ? "itself too often" : "another origin"}`);
     url = next;
   }
-}
-
-function withTimeout<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new McpError(ErrorCode.RequestTimeout, "timeout"));
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

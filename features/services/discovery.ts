@@ -290,7 +290,8 @@ export function redact(message: string, headers: Record<string, string> | undefi
   return secrets.sort((a, b) => b.length - a.length).reduce((text, secret) => text.replaceAll(secret, "***"), message);
 }
 
-function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+/** `work`, or a rejection as soon as `signal` aborts (whatever `work` does afterwards is observed, never unhandled). */
+export function withDeadline<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(new Error("deadline"));
     // Handled first, whatever happens next: work that fails after the deadline must not fail unobserved.
