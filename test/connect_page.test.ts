@@ -16,13 +16,12 @@
  * - an expired or unknown link answers 404 to GET and POST, also for a form opened before it expired.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
 import { type Browser, type BrowserContext, chromium, type Page, type Response } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, startTestMcpServer, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
+import { call, connectClient, startTestMcpServer, startTestRegistry, type TestRegistry, text } from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";
 const AGENT = "agent-key-0123456789abcdef";
@@ -87,8 +86,7 @@ describe("the connect page in Chromium", () => {
       .digest("hex");
 
   async function gatewayClient(key: string, headers: Record<string, string> = {}): Promise<Client> {
-    const client = new Client({ name: "connect-page-test", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${reg.url}/gateway/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}`, ...headers } } }));
+    const client = await connectClient(`${reg.url}/gateway/mcp`, key, { headers });
     clients.push(client);
     return client;
   }

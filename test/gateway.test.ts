@@ -90,10 +90,7 @@ describe("gateway", () => {
   let annKey = "";
 
   async function gatewayClient(key: string, headers: Record<string, string> = {}, capabilities = {}): Promise<Client> {
-    const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
-    const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
-    const client = new Client({ name: "gateway-test", version: "1.0.0" }, { capabilities });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${reg.url}/gateway/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}`, ...headers } } }));
+    const client = await connectClient(`${reg.url}/gateway/mcp`, key, { headers, capabilities });
     clients.push(client);
     return client;
   }
@@ -458,15 +455,7 @@ describe("a stateful service that answers in SSE and forgets sessions", () => {
       await call(admin, "create_role", { role_name: "r" });
       await call(admin, "attach_role_to_tool", { tool_id: 1, role_name: "r" });
       await call(admin, "assign_role_to_user", { user_id: "ann", role_name: "r" });
-      const asAnn = await (async () => {
-        const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
-        const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
-        const c = new Client({ name: "t", version: "1" });
-        await c.connect(
-          new StreamableHTTPClientTransport(new URL(`${reg.url}/gateway/mcp`), { requestInit: { headers: { authorization: `Bearer ${AGENT}`, "x-registry-user": "ann" } } }),
-        );
-        return c;
-      })();
+      const asAnn = await connectClient(`${reg.url}/gateway/mcp`, AGENT, { headers: { "x-registry-user": "ann" } });
       const before = initializations;
       expect(text((await asAnn.callTool({ name: "stateful__count", arguments: {} })) as CallToolResult)).toMatch(/^sessions \d+$/);
       expect(text((await asAnn.callTool({ name: "stateful__count", arguments: {} })) as CallToolResult)).toMatch(/^sessions \d+$/);

@@ -32,7 +32,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, startSseMcpServer, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
+import { call, connectClient, startSseMcpServer, startTestMcpServer, startTestRegistry, type TestRegistry, text, waitFor } from "./helpers.ts";
 
 const ADMIN = "attack-admin-key-0123456789abcdef";
 const AGENT = "attack-agent-key-0123456789abcdef";
@@ -143,10 +143,7 @@ describe("attacks on the gateway", () => {
   let catcher: { url: string; port: number; stop(): Promise<void> };
 
   async function gatewayClient(key: string, headers: Record<string, string> = {}, scheme = "Bearer"): Promise<Client> {
-    const { Client } = await import("@modelcontextprotocol/sdk/client/index.js");
-    const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
-    const client = new Client({ name: "gateway-attacker", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${reg.url}/gateway/mcp`), { requestInit: { headers: { authorization: `${scheme} ${key}`, ...headers } } }));
+    const client = await connectClient(`${reg.url}/gateway/mcp`, key, { headers, scheme });
     clients.push(client);
     return client;
   }

@@ -11,7 +11,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult, ClientCapabilities } from "@modelcontextprotocol/sdk/types.js";
 import { expect } from "vitest";
 import { type Registry, startRegistry } from "../registry.ts";
 import { type Config, loadConfig } from "../shared/config.ts";
@@ -98,10 +98,17 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
   };
 }
 
-/** An SDK client connected over streamable HTTP. */
-export async function connectClient(url: string, key?: string): Promise<Client> {
-  const client = new Client({ name: "registry-test", version: "1.0.0" });
-  const headers: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+/**
+ * An SDK client connected over streamable HTTP, sending `Authorization: <scheme> <key>` (Bearer unless told)
+ * and `headers` (e.g. X-Registry-User) with every request, declaring `capabilities`.
+ */
+export async function connectClient(
+  url: string,
+  key?: string,
+  opts: { headers?: Record<string, string>; capabilities?: ClientCapabilities; scheme?: string } = {},
+): Promise<Client> {
+  const client = new Client({ name: "registry-test", version: "1.0.0" }, { capabilities: opts.capabilities ?? {} });
+  const headers: Record<string, string> = { ...(key ? { authorization: `${opts.scheme ?? "Bearer"} ${key}` } : {}), ...opts.headers };
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   return client;
 }
@@ -315,4 +322,25 @@ export async function startSseMcpServer(path: string, setup: (server: Server) =>
         http.closeAllConnections();
       }),
   };
+}
+
+export type Hook = { url: string; hits: number; stop(): Promise<void> };
+
+/** An AGENT_REREAD_HOOK receiver counting its calls. */
+export async function startHook(): Promise<Hook> {
+  const server = createHttpServer((_req, res) => {
+    hook.hits++;
+    res.writeHead(200).end();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const hook: Hook = {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/reread`,
+    hits: 0,
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
+  return hook;
 }

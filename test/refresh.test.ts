@@ -1,5 +1,4 @@
 /** A catalogue that stays true — refresh_service, background refresh, health, discovery credentials, update_service. */
-import { createServer } from "node:http";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
@@ -14,6 +13,8 @@ import {
   fails,
   freePort,
   freshDatabase,
+  type Hook,
+  startHook,
   startTestMcpServer,
   startTestRegistry,
   TEST_SECRET,
@@ -68,27 +69,6 @@ async function serverOnPort(port: number, state: ServerState): Promise<{ stop():
         (server as unknown as { closeAllConnections(): void }).closeAllConnections();
       }),
   };
-}
-
-type Hook = { url: string; hits: number; stop(): Promise<void> };
-
-/** An AGENT_REREAD_HOOK receiver counting its calls. */
-async function startHook(): Promise<Hook> {
-  const server = createServer((_req, res) => {
-    hook.hits++;
-    res.writeHead(200).end();
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const hook: Hook = {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/reread`,
-    hits: 0,
-    stop: () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
-  };
-  return hook;
 }
 
 async function toolsOf(reg: TestRegistry, service: string): Promise<ToolEntry[]> {

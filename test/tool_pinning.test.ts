@@ -3,11 +3,10 @@
  * withheld from /tools_for_role, get_tools' agent view and the gateway — until an admin approves the change.
  * A real SDK server changes its tools between refreshes; agents, the gateway and the admin look.
  */
-import { createServer } from "node:http";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { call, connectClient, ENGINE, freshDatabase, startTestMcpServer, startTestRegistry, tempDir, TEST_SECRET, type TestRegistry, text } from "./helpers.ts";
+import { call, connectClient, ENGINE, freshDatabase, startHook, startTestMcpServer, startTestRegistry, tempDir, TEST_SECRET, type TestRegistry, text } from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";
 const AGENT = "agent-key-0123456789abcdef";
@@ -29,17 +28,6 @@ async function changingService(state: { tools: Tool[] }) {
       server.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: "text", text: `${req.params.name} called` }] }));
     },
   });
-}
-
-/** An HTTP server counting the reread hook's calls. */
-async function startHook() {
-  const state = { calls: 0 };
-  const server = createServer((_req, res) => {
-    state.calls++;
-    res.end("ok");
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/reread`, state, stop: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
 describe("tool pinning (REGISTRY_TOOL_CHANGES=hold, the default)", () => {
@@ -128,10 +116,10 @@ describe("tool pinning (REGISTRY_TOOL_CHANGES=hold, the default)", () => {
   it("approval serves the new definition at once, keeps id and attachments, fires the hook and is audited", async () => {
     const better = { ...WEATHER, description: "Current weather for a city, in metric units" };
     await refresh([better, OTHER]);
-    const hookCalls = hook.state.calls;
+    const hookCalls = hook.hits;
     expect(text(await call(admin, "approve_tool_change", { tool_id: weatherId }))).toBe(`Change of tool ${weatherId} ("weather") approved: it is served again.`);
     expect((await agentView()).tools).toEqual([{ id: weatherId, name: "weather", description: better.description, service_name: "wx" }]);
-    await expect.poll(() => hook.state.calls).toBeGreaterThan(hookCalls);
+    await expect.poll(() => hook.hits).toBeGreaterThan(hookCalls);
     const gw = await gateway();
     expect((await gw.listTools()).tools.map((t) => [t.name, t.description])).toEqual([["wx__weather", better.description]]);
     expect(text((await gw.callTool({ name: "wx__weather", arguments: { city: "Oslo" } })) as CallToolResult)).toBe("weather called");
