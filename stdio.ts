@@ -7,9 +7,8 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
-import { recordAudit } from "./features/audit/audit.ts";
 import { closeSessions } from "./features/gateway/downstream.ts";
-import { callTarget, gatewayServer } from "./features/gateway/gateway.ts";
+import { gatewayRefused, gatewayServer } from "./features/gateway/gateway.ts";
 import { openContext, registryMcp } from "./registry.ts";
 import { ConfigError, loadConfig, readDotEnv, redactDatabaseUrl } from "./shared/config.ts";
 import type { Caller, Ctx } from "./shared/context.ts";
@@ -36,8 +35,7 @@ function serving(ctx: Ctx, gatewayUser: string | undefined) {
   return {
     what: `the gateway for user "${gatewayUser}"`,
     server: gatewayServer(ctx, caller, validator, () => false),
-    refused: (action: string, reason: string) =>
-      void recordAudit(ctx, { caller, action: "gateway_call", target: callTarget(gatewayUser, undefined, action), outcome: "invalid_input", detail: reason }),
+    refused: gatewayRefused(ctx, caller),
   };
 }
 

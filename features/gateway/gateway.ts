@@ -109,11 +109,17 @@ async function missingCredential(ctx: Ctx, listed: Listed, userId: string, userR
   return new AppError("token_missing", message);
 }
 
+/** What a gateway message refused before any tool ran (too deep, bad params) leaves: an audit event (HTTP and stdio alike). */
+export function gatewayRefused(ctx: Ctx, caller: Caller): (action: string, reason: string) => void {
+  return (action, reason) =>
+    void recordAudit(ctx, { caller, action: "gateway_call", target: callTarget(caller.userId!, undefined, action), outcome: "invalid_input", detail: reason });
+}
+
 /**
  * The audit target of a gateway call. The tool name is the caller's, unchecked until it is found: one outside
  * the tool-name characters is percent-encoded, so "x user_id=bob" cannot pass for another user's event.
  */
-export function callTarget(userId: string, service: string | undefined, tool: string): string {
+function callTarget(userId: string, service: string | undefined, tool: string): string {
   const shown = /^[A-Za-z0-9_.-]*$/.test(tool) ? tool : encodeURIComponent(tool);
   return auditTarget({ user_id: userId, service_name: service, tool: shown });
 }
@@ -128,9 +134,7 @@ function gatewayRoute(): (c: Context<AppEnv>) => Promise<Response> {
     const body = await readMcpBody(c);
     const declared = c.req.header("mcp-session-id")?.startsWith(URL_ELICITATION_SESSION) ?? false;
     const server = gatewayServer(ctx, caller, validator, () => declared);
-    const onRefused = (action: string, reason: string) =>
-      void recordAudit(ctx, { caller, action: "gateway_call", target: callTarget(caller.userId!, undefined, action), outcome: "invalid_input", detail: reason });
-    const response = await answerMcp(c, server, onRefused, body);
+    const response = await answerMcp(c, server, gatewayRefused(ctx, caller), body);
     if (declaresUrlElicitation(body) && response.ok) response.headers.set("Mcp-Session-Id", `${URL_ELICITATION_SESSION}${randomUUID()}`);
     return response;
   };
