@@ -188,6 +188,8 @@ export type TestServerOptions = {
   /** Called with a fresh low-level SDK Server per request: register handlers here. */
   setup(server: Server): void;
   instructions?: string;
+  /** serverInfo.version the server reports (default "1.0.0"); read on each request, so a test may change it. */
+  version?: string | (() => string);
   capabilities?: ConstructorParameters<typeof Server>[1] extends infer O ? (O extends { capabilities?: infer C } ? C : never) : never;
   /** Runs before the MCP transport; return a Response to answer the request yourself. */
   intercept?(req: Request): Response | Promise<Response> | undefined;
@@ -204,7 +206,8 @@ export async function startTestMcpServer(opts: TestServerOptions): Promise<{ url
       const own = await opts.intercept?.(req);
       if (own) return own;
       if (req.method !== "POST") return new Response(null, { status: 405 });
-      const mcp = new Server({ name: "test-server", version: "1.0.0" }, { capabilities: opts.capabilities ?? { tools: {} }, instructions: opts.instructions });
+      const version = typeof opts.version === "function" ? opts.version() : (opts.version ?? "1.0.0");
+      const mcp = new Server({ name: "test-server", version }, { capabilities: opts.capabilities ?? { tools: {} }, instructions: opts.instructions });
       opts.setup(mcp);
       const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
       await mcp.connect(transport);

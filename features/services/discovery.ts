@@ -21,7 +21,8 @@ type DiscoveredTool = {
 /** A listed tool the registry did not keep: its name as safe text (see shownName) and why. */
 export type SkippedTool = { name: string; reason: string };
 
-export type Discovery = { transport: Transport; tools: DiscoveredTool[]; skipped: SkippedTool[]; description: string };
+/** `version`: what the service reports as serverInfo.version when it is a version the registry API can show (reportedVersion), else null. */
+export type Discovery = { transport: Transport; tools: DiscoveredTool[]; skipped: SkippedTool[]; description: string; version: string | null };
 
 export type DiscoverOptions = {
   timeoutMs: number;
@@ -47,7 +48,7 @@ const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
  * as \uXXXX (control characters, ANSI escapes, bidi controls never reach anyone raw), cut to 64
  * characters with "…" after a cut. A valid tool name is shown as it is.
  */
-function shownName(name: string): string {
+export function shownName(name: string): string {
   const cut = name.length > 64;
   const escaped = JSON.stringify(name.slice(0, 64))
     .slice(1, -1)
@@ -168,10 +169,25 @@ async function discoverWith(transport: Transport, url: URL, options: DiscoverOpt
     if (utf8Bytes(description) > limits.descriptionBytes) {
       throw refusal.refuse(`has a description of more than ${limits.descriptionBytes} bytes (REGISTRY_MAX_DESCRIPTION_BYTES); give one with description`);
     }
-    return { transport, tools, skipped, description };
+    return { transport, tools, skipped, description, version: reportedVersion(client.getServerVersion()?.version) };
   } finally {
     await client.close().catch(() => {});
   }
+}
+
+/**
+ * A service's serverInfo.version as the registry keeps it: 1 to 255 printable ASCII characters without
+ * spaces, not "latest" and not a range (^1.2, ~1.2, >=1.2, 1.x, 1.*), as server.json's version must be;
+ * anything else is null (the registry API shows its fallback).
+ */
+function reportedVersion(version: unknown): string | null {
+  if (typeof version !== "string" || !/^[\x21-\x7e]{1,255}$/.test(version)) return null;
+  return isVersionRange(version) ? null : version;
+}
+
+/** True for "latest" and for ranges (^1.2, ~1.2, >=1.2, 1.x, 1.*, 1.0 - 2.0, 1 || 2), which server.json refuses as a version. */
+export function isVersionRange(version: string): boolean {
+  return version === "latest" || /^[\^~<>=]|(^|\.)[xX*](\.|$)|\s-\s|\|\|/.test(version);
 }
 
 // Runs one request of many with a signal of its own that follows the discovery's: the SDK adds an abort

@@ -71,7 +71,11 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
   const { services, tools, toolChanges } = ctx.tables;
   for (let attempt = 1; ; attempt++) {
     if (attempt > MAX_ATTEMPTS) throw new AppError("conflict", `Cannot ${action}: the service keeps changing; try again`);
-    const [row] = await ctx.db.select({ endpoint: services.endpoint, version: services.catalogueVersion }).from(services).where(eq(services.id, serviceId)).limit(1);
+    const [row] = await ctx.db
+      .select({ endpoint: services.endpoint, version: services.catalogueVersion, serverVersion: services.serverVersion })
+      .from(services)
+      .where(eq(services.id, serviceId))
+      .limit(1);
     if (!row) throw new AppError("not_found", `Cannot ${action}: no such service`);
     if (row.endpoint !== endpoint) throw new AppError("conflict", `Cannot ${action}: its endpoint was changed meanwhile; try again`);
     const stored: PinnedTool[] = await ctx.db
@@ -91,13 +95,16 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
     const plans = planChanges(ctx, stored, found.tools);
     const removed = stored.filter((t) => !names.has(t.name)).map((t) => t.name);
     const diff = { added: added.map((t) => t.name), removed, changed: namesOf(plans, "accept"), held: namesOf(plans, "hold"), released: namesOf(plans, "release") };
-    const healthy = { transport: found.transport, status: "ok" as const, lastDiscoveredAt: new Date().toISOString(), lastError: null, consecutiveFailures: 0 };
+    const now = new Date().toISOString();
+    const healthy = { transport: found.transport, status: "ok" as const, lastDiscoveredAt: now, lastError: null, consecutiveFailures: 0, serverVersion: found.version };
+    // The registry API's updated_since: the entry changed when its tools or its reported version did.
+    const touched = hasChanges(diff) || found.version !== row.serverVersion ? { updatedAt: now } : {};
 
     if (!hasChanges(diff)) {
       // No tool to write: the catalogue version stays, so concurrent refreshes do not make each other retry.
       const written = await ctx.db
         .update(services)
-        .set({ ...set, ...healthy })
+        .set({ ...set, ...healthy, ...touched })
         .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint)))
         .returning({ id: services.id });
       if (written.length === 1) return diff;
@@ -114,7 +121,7 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
         return [
           q
             .update(services)
-            .set({ ...set, ...healthy, catalogueVersion: version })
+            .set({ ...set, ...healthy, ...touched, catalogueVersion: version })
             .where(and(eq(services.id, serviceId), eq(services.catalogueVersion, row.version), eq(services.endpoint, endpoint)))
             .returning({ id: services.id }),
           ...(removed.length ? [q.delete(tools).where(and(eq(tools.serviceId, serviceId), inArray(tools.name, removed), ours))] : []),

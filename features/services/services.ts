@@ -57,7 +57,7 @@ const AddServiceInput = v.pipe(
   // Without authorization there is no method: store "" whatever was sent.
   v.transform((i) => ({ ...i, method_authorization: i.requires_authorization ? i.method_authorization : "" })),
 );
-type AddServiceInput = v.InferOutput<typeof AddServiceInput>;
+export type AddServiceInput = v.InferOutput<typeof AddServiceInput>;
 
 const ServiceNameInput = v.object({ service_name: ServiceName });
 type ServiceNameInput = v.InferOutput<typeof ServiceNameInput>;
@@ -120,8 +120,8 @@ async function findService(ctx: Ctx, name: string, action = "find service") {
   return row;
 }
 
-/** Discovers the service's tools, then writes the service and its tools in one transaction. */
-async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number; skipped: SkippedTool[] }> {
+/** Discovers the service's tools, then writes the service and its tools in one transaction (also import_servers's way in). */
+export async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number; skipped: SkippedTool[] }> {
   const { services, tools } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
@@ -143,6 +143,8 @@ async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit
         discoveryToken,
         lastDiscoveredAt: createdAt,
         nextRefreshAt: nextRefreshAt(ctx),
+        serverVersion: found.version,
+        updatedAt: createdAt,
         createdAt,
       }),
       // Multi-row inserts (one round trip each on PostgreSQL), in slices well under every engine's limit of bound parameters.
@@ -299,8 +301,13 @@ async function planUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInpu
 // Writes a plan: with a discovery first when the endpoint moves or the description is to be read again.
 async function applyUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInput, plan: UpdatePlan, action: string): Promise<{ diff: CatalogueDiff; skipped: SkippedTool[] }> {
   const { services } = ctx.tables;
+  // What the registry API shows of the service changes with any setting but the discovery token (its updated_since).
+  const touch = () => {
+    if (plan.updated.some((f) => f !== "discovery_token")) plan.set.updatedAt = new Date().toISOString();
+  };
   try {
     if (!plan.rediscover) {
+      touch();
       const written = await ctx.db.update(services).set(plan.set).where(eq(services.id, row.id)).returning({ id: services.id });
       if (written.length === 0) throw new AppError("not_found", `Cannot ${action}: no such service`);
       return { diff: { added: [], removed: [], changed: [], held: [], released: [] }, skipped: [] };
@@ -310,6 +317,7 @@ async function applyUpdate(ctx: Ctx, row: StoredService, input: UpdateServiceInp
       plan.set.description = found.description;
       plan.updated.push("description");
     }
+    touch();
     return { diff: await applyCatalogue(ctx, row.id, row.endpoint, found, plan.set, action), skipped: found.skipped };
   } catch (err) {
     // Another service may have taken the endpoint while this one was being discovered.

@@ -25,6 +25,9 @@ export const services = pgTable("services", {
   nextRefreshAt: text("next_refresh_at"),
   refreshLeaseUntil: text("refresh_lease_until"),
   catalogueVersion: text("catalogue_version").notNull().default(""),
+  // The version the service reports (serverInfo.version), and when an add, update or refresh last changed its entry (features/registry_api).
+  serverVersion: text("server_version"),
+  updatedAt: text("updated_at"),
   createdAt: now("created_at"),
 });
 

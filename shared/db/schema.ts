@@ -26,6 +26,9 @@ export const services = sqliteTable("services", {
   refreshLeaseUntil: text("refresh_lease_until"),
   // Changes with every write of the tool catalogue: a write applies only over the catalogue it was computed from.
   catalogueVersion: text("catalogue_version").notNull().default(""),
+  // The version the service reports (serverInfo.version), and when an add, update or refresh last changed its entry (features/registry_api).
+  serverVersion: text("server_version"),
+  updatedAt: text("updated_at"),
   createdAt: now("created_at"),
 });
 
