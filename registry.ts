@@ -5,6 +5,7 @@ import { audit } from "./features/audit/audit.ts";
 import { credentials } from "./features/credentials/credentials.ts";
 import { gateway } from "./features/gateway/gateway.ts";
 import { health } from "./features/health/health.ts";
+import { registryApi } from "./features/registry_api/servers.ts";
 import { roles } from "./features/roles/roles.ts";
 import { services } from "./features/services/services.ts";
 import { toolPinning } from "./features/tool_pinning/pinning.ts";
@@ -15,12 +16,12 @@ import { type Ctx, freshState } from "./shared/context.ts";
 import { openVault } from "./shared/crypto.ts";
 import { openStore, type Store } from "./shared/db/db.ts";
 import type { Feature } from "./shared/feature.ts";
-import { type AppEnv, limitBody, onHttpError } from "./shared/http.ts";
+import { type AppEnv, errorJson, limitBody, onHttpError } from "./shared/http.ts";
 import { createLog, type Log } from "./shared/log.ts";
 import { mcpHandler, type ToolDef } from "./shared/mcp.ts";
 
 /** The registry's features, in the order tools/list shows their tools. */
-const FEATURES: Feature[] = [health, services, toolPinning, credentials, roles, users, userKeys, audit, gateway];
+const FEATURES: Feature[] = [health, services, toolPinning, credentials, roles, users, userKeys, audit, gateway, registryApi];
 
 /** Every MCP tool of the registry, in the order tools/list shows them. */
 export const allTools: ToolDef[] = FEATURES.flatMap((f) => f.tools ?? []);
@@ -33,7 +34,7 @@ export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
   // strict: false, so "/mcp/" (old clients) is "/mcp".
   const app = new Hono<AppEnv>({ strict: false });
   app.onError(onHttpError);
-  app.notFound((c) => c.json({ error: { code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` } }, 404));
+  app.notFound((c) => errorJson(c, 404, { code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }));
   app.use("*", accessMiddleware(ctx, keys), limitBody());
   app.all("/mcp", mcpHandler(registryMcp));
   for (const feature of FEATURES) if (feature.routes) app.route("/", feature.routes);

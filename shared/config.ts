@@ -66,6 +66,15 @@ const VARIABLES = {
     schema: secondsWithin(0.1, 3600),
     fallback: "30",
   },
+  // Reverse DNS (e.g. com.example.mcp): labels of letters, digits and "-", with at least one dot.
+  REGISTRY_NAMESPACE: {
+    schema: v.pipe(
+      v.string(),
+      v.maxLength(100, "must be at most 100 characters"),
+      v.regex(/^[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+$/, "must be a reverse-DNS namespace like com.example.mcp (letters, digits, - and at least one .)"),
+    ),
+    fallback: "local.mcp-registry",
+  },
   REGISTRY_TOOL_CHANGES: { schema: v.picklist(["hold", "accept"], 'must be "hold" or "accept"'), fallback: "hold" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
     schema: secondsWithin(0.1, 600),
@@ -183,6 +192,8 @@ const ConfigSchema = v.pipe(
     gatewayTimeoutMs: seconds(e.REGISTRY_GATEWAY_TIMEOUT),
     /** REGISTRY_TOOL_CHANGES: "hold" (a tool whose definition changed downstream is withheld until approved) or "accept" (served at once, still recorded). */
     toolChanges: e.REGISTRY_TOOL_CHANGES,
+    /** REGISTRY_NAMESPACE: the reverse-DNS namespace of the registry API's server names (<namespace>/<service>). */
+    namespace: e.REGISTRY_NAMESPACE,
     /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
     limits: {
       /** REGISTRY_MAX_TOOLS: tools per service. */

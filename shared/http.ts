@@ -101,5 +101,14 @@ export function onHttpError(err: Error, c: Context<AppEnv>): Response {
   if (status === 500) c.get("ctx")?.log.error("Internal error", { requestId, path: c.req.path, error: describeForLog(err) });
   // A busy or unreachable database is worth another try shortly.
   if (status === 503) c.header("Retry-After", "1");
-  return c.json(body, status as 400);
+  return errorJson(c, status, body.error);
+}
+
+/**
+ * An error answer: {"error": {"code", "message"}}, except under /v0.1/, the official MCP Registry API
+ * (features/registry_api), whose specification answers {"error": "<message>"}.
+ */
+export function errorJson(c: Context<AppEnv>, status: number, error: { code: string; message: string }): Response {
+  const official = c.req.path === "/v0.1" || c.req.path.startsWith("/v0.1/");
+  return c.json(official ? { error: error.message } : { error }, status as 400);
 }

@@ -15,7 +15,9 @@ import type { Caller, Ctx, PendingAudit } from "./context.ts";
 import type { AppEnv } from "./http.ts";
 import { MAX_NESTING, nestedWithin } from "./validate.ts";
 
-const SERVER_INFO = { name: "mcp-registry", version: "0.1.0" };
+/** The registry's version, as its MCP servers and the registry API show it. */
+export const REGISTRY_VERSION = "0.1.0";
+const SERVER_INFO = { name: "mcp-registry", version: REGISTRY_VERSION };
 const INSTRUCTIONS = "Registry of MCP services: list services and their tools, manage roles, users and user credentials.";
 
 /** What a tool returns: a short sentence or compact JSON as text, and the same data structured. */

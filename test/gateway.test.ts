@@ -148,7 +148,9 @@ describe("gateway", () => {
     ] as const) {
       const res = await reg.http(path, { ...init, key: annKey, headers: { "content-type": "application/json" } });
       expect(res.status, path).toBe(403);
-      expect(((await res.json()) as { error: { message: string } }).error.message).toBe("A user key opens only the gateway (POST /gateway/mcp)");
+      expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
+        "A user key opens only the gateway (POST /gateway/mcp) and the registry API (GET /v0.1/servers)",
+      );
     }
     // A second key with the same label is refused, and nothing is written.
     expect(text(await call(admin, "create_user_key", { user_id: "ann", label: "laptop" }))).toBe(
@@ -354,7 +356,7 @@ describe("docs/gateway.md", () => {
     await call(admin, "assign_role_to_user", { user_id: "ann", role_name: "staff" });
     const created = await call(admin, "create_user_key", { user_id: "ann", label: "laptop" });
     const key = created.structuredContent!.key as string;
-    expect(text(created)).toBe(`Key "laptop" for user "ann": ${key} (shown only now: give it to the user; it opens only the gateway)`);
+    expect(text(created)).toBe(`Key "laptop" for user "ann": ${key} (shown only now: give it to the user; it opens only the gateway and the registry API)`);
 
     const rpc = async (body: object, headers: Record<string, string>, path = "/gateway/mcp") => {
       const res = await reg.http(path, {
@@ -388,7 +390,7 @@ describe("docs/gateway.md", () => {
     const token = await reg.http("/token?service_name=notes&user_id=ann", { key });
     expect({ status: token.status, body: await token.text() }).toEqual({
       status: 403,
-      body: '{"error":{"code":"forbidden","message":"A user key opens only the gateway (POST /gateway/mcp)"}}',
+      body: '{"error":{"code":"forbidden","message":"A user key opens only the gateway (POST /gateway/mcp) and the registry API (GET /v0.1/servers)"}}',
     });
     const keys = await call(admin, "list_user_keys", { user_id: "ann" });
     expect(keys.structuredContent).toEqual({ keys: [{ user_id: "ann", label: "laptop", created_at: expect.any(String), last_used_at: expect.any(String) }] });

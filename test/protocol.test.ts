@@ -83,6 +83,10 @@ const SAMPLES: Record<string, Sample> = {
 // Tools that need more than their required arguments to do something.
 const MORE_ARGS: Record<string, Record<string, unknown>> = {
   update_service: { description: "Fixture, updated" },
+  // Packages only: skipped with its reason, so the result has something in it without a network call.
+  import_servers: {
+    server_json: { name: "io.example/local", description: "Local only", version: "1.0.0", packages: [{ registryType: "npm", identifier: "x", transport: { type: "stdio" } }] },
+  },
 };
 
 describe("tool metadata", () => {

@@ -126,6 +126,14 @@ describe("deno task start", () => {
     const [held] = ((await call(client, "list_tool_changes", {})).structuredContent as { changes: { tool_id: number; flags: string[] }[] }).changes;
     expect(held.flags).toEqual(["instruction_like"]);
     expect(text(await call(client, "approve_tool_change", { tool_id: held.tool_id }))).toBe(`Change of tool ${held.tool_id} ("ping") approved: it is served again.`);
+    // The registry API on Deno: the user's view (the gateway, and the service the role reaches), and an import.
+    const view = (await (await fetch(`${url}/v0.1/servers`, { headers: { authorization: `Bearer ${key}` } })).json()) as { servers: { server: { name: string } }[] };
+    expect(view.servers.map((s) => s.server.name)).toEqual(["local.mcp-registry/gateway", "local.mcp-registry/everything"]);
+    const remote = { type: "streamable-http", url: everything.url.replace("127.0.0.1", "localhost") };
+    const imported = await call(client, "import_servers", {
+      server_json: { name: "io.github.example/again", description: "Everything again", version: "1.0.0", remotes: [remote] },
+    });
+    expect(imported.structuredContent).toEqual({ added: [{ name: "io.github.example/again", service_name: "io.github.example.again", tools: 13 }], unchanged: [], skipped: [] });
     await call(client, "detach_role_from_tool", { tool_id: echo.id, role_name: "support" });
     const detached = await fetch(`${url}/tools_for_role`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "support" }) });
     expect(await detached.json()).toEqual({ tools: [] });

@@ -33,6 +33,8 @@ const RULES: Record<string, Principal> = {
   CONNECT: "anonymous",
   // The gateway: a user key as its user, or an agent (or admin) key acting for X-Registry-User.
   GATEWAY: "user",
+  // The registry API (features/registry_api): reads, filtered to a user's services for a user key or X-Registry-User.
+  REGISTRY_API: "user",
   "tool list_services": "agent",
   "tool get_tools": "agent",
   "tool get_service": "agent",
@@ -136,35 +138,41 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
       c.header("WWW-Authenticate", 'Bearer realm="mcp-registry"');
       throw new AppError("unauthorized", caller ? "Authentication required: send Authorization: Bearer <key>" : "Invalid API key");
     }
-    if (caller.principal === "user" && rule !== "GATEWAY") throw new AppError("forbidden", "A user key opens only the gateway (POST /gateway/mcp)");
+    if (caller.principal === "user" && RULES[rule] !== "user") throw new AppError("forbidden", USER_KEY_ONLY);
     // Any known key may open the MCP endpoint; each tool is then checked against its own rule.
     if (rule !== "MCP" && !mayCall(caller, rule)) throw new AppError("forbidden", `The ${caller.principal} key may not call ${rule}`);
-    c.set("caller", rule === "GATEWAY" ? actingFor(caller, c.req.header("x-registry-user")) : caller);
+    c.set("caller", RULES[rule] === "user" ? actingFor(caller, c.req.header("x-registry-user"), rule === "GATEWAY") : caller);
     return next();
   };
 }
 
+const USER_KEY_ONLY = "A user key opens only the gateway (POST /gateway/mcp) and the registry API (GET /v0.1/servers)";
+
 /**
  * The rule (see RULES) a request falls under: the MCP endpoints and the connect page by path whatever the
- * method (they answer a wrong method themselves), every other route by method and path.
+ * method (they answer a wrong method themselves), the registry API's reads by prefix, every other route by
+ * method and path.
  */
 export function ruleOf(method: string, path: string): string {
   if (path === "/mcp") return "MCP";
   if (path === "/gateway/mcp") return "GATEWAY";
   if (path.startsWith("/connect/")) return "CONNECT";
+  if (method === "GET" && (path === "/v0.1/servers" || path.startsWith("/v0.1/servers/"))) return "REGISTRY_API";
   return `${method} ${path}`;
 }
 
 /**
- * The gateway's caller with the user it acts for: a user key's own user (X-Registry-User may only repeat
- * it), or for an agent or admin key the user named in X-Registry-User, which it must send.
+ * The caller of the gateway or the registry API with the user it acts for: a user key's own user
+ * (X-Registry-User may only repeat it), or for an agent or admin key the user named in X-Registry-User,
+ * which the gateway (`required`) must have; the registry API without it acts for nobody (every service).
  */
-function actingFor(caller: Caller, header: string | undefined): Caller {
+function actingFor(caller: Caller, header: string | undefined, required: boolean): Caller {
   if (caller.principal === "user") {
     if (header !== undefined && header.trim() !== caller.userId)
       throw new AppError("forbidden", `This user key acts only for user "${caller.userId}": leave out X-Registry-User or send that user`);
     return caller;
   }
+  if ((header === undefined || header.trim() === "") && !required) return caller;
   if (header === undefined || header.trim() === "")
     throw new AppError("invalid_input", "The gateway acts for one user: with an agent key, name the user in the X-Registry-User header");
   return { ...caller, userId: validate(UserId, header, "act for the user of X-Registry-User") };

@@ -11,6 +11,7 @@ import { type CallToolResult, CallToolResultSchema, McpError } from "@modelconte
 import type { Ctx } from "../../shared/context.ts";
 import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
 import { AppError } from "../../shared/errors.ts";
+import { REGISTRY_VERSION } from "../../shared/mcp.ts";
 import { counted, reasonOf, redact, withDeadline } from "../services/discovery.ts";
 import { postRpc, SessionGone } from "./post.ts";
 
@@ -173,7 +174,7 @@ async function connect(ctx: Ctx, d: Downstream, deadline: AbortSignal): Promise<
   };
   const url = new URL(d.endpoint);
   const transport = d.transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
-  session.client = new Client({ name: "mcp-registry-gateway", version: "0.1.0" });
+  session.client = new Client({ name: "mcp-registry-gateway", version: REGISTRY_VERSION });
   session.nextId = 1;
   if (transport instanceof StreamableHTTPClientTransport) session.http = transport;
   session.client.onclose = () => {

@@ -13,7 +13,7 @@ import type { Caller, Ctx } from "../../shared/context.ts";
 import { AppError, describeForLog, recognizeError, toToolError } from "../../shared/errors.ts";
 import type { Feature } from "../../shared/feature.ts";
 import type { AppEnv } from "../../shared/http.ts";
-import { answerMcp, notPost, readMcpBody } from "../../shared/mcp.ts";
+import { answerMcp, notPost, readMcpBody, REGISTRY_VERSION } from "../../shared/mcp.ts";
 import { auditTarget, recordAudit } from "../audit/audit.ts";
 import { openUserToken } from "../credentials/credentials.ts";
 import { discoveryHeaders } from "../services/refresh.ts";
@@ -21,7 +21,7 @@ import { type Listed, listingOf, page, roleOf, targetOf } from "./catalogue.ts";
 import { connectRoutes, createConnectLink } from "./connect.ts";
 import { callDownstream, closeSessions } from "./downstream.ts";
 
-const SERVER_INFO = { name: "mcp-registry-gateway", version: "0.1.0" };
+const SERVER_INFO = { name: "mcp-registry-gateway", version: REGISTRY_VERSION };
 const INSTRUCTIONS = "The tools your role allows, from every service of the registry, named <service>__<tool>; each call goes to its service with your own credential.";
 // The gateway keeps no session; the session id it hands out only says the client declared URL-mode elicitation.
 const URL_ELICITATION_SESSION = "url-elicitation.";

@@ -124,7 +124,7 @@ const tools = [
     async run(ctx, input) {
       const key = await createUserKey(ctx, input);
       return {
-        text: `Key "${input.label}" for user "${input.user_id}": ${key} (shown only now: give it to the user; it opens only the gateway)`,
+        text: `Key "${input.label}" for user "${input.user_id}": ${key} (shown only now: give it to the user; it opens only the gateway and the registry API)`,
         data: { user_id: input.user_id, label: input.label, key },
       };
     },

@@ -1,0 +1,241 @@
+/**
+ * import_servers: servers from one server.json document, or from an upstream registry speaking the official
+ * MCP Registry API v0.1, added as services through the usual discovery. What cannot be served (packages
+ * only, a URL that needs values, a header the registry cannot send, a failed discovery) is listed as
+ * skipped with the reason; what is already here is unchanged, so importing again changes nothing.
+ */
+import { eq } from "drizzle-orm";
+import * as v from "valibot";
+import type { Caller, Ctx, PendingAudit } from "../../shared/context.ts";
+import { AppError, logReason } from "../../shared/errors.ts";
+import { defineTool } from "../../shared/mcp.ts";
+import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
+import { counted, shownName } from "../services/discovery.ts";
+import { Endpoint, endpointSpellings, normalizeEndpoint } from "../services/endpoint.ts";
+import { type AddServiceInput, addService } from "../services/services.ts";
+import { chosenRemote, filledUrl, ServerJson } from "./server_json.ts";
+
+/** Servers one call imports from a registry at most; `next_cursor` continues after them. */
+const MAX_SERVERS = 100;
+/** Pages of an upstream registry one call reads at most. */
+const MAX_PAGES = 20;
+/** Discoveries an import runs at once. */
+const PARALLEL = 4;
+// Names shown in the result's sentence (the structured result has them all).
+const SHOWN = 10;
+
+const RegistryUrl = v.pipe(
+  Endpoint,
+  v.check((url) => !new URL(url).search, "must not have a query (?...): give the registry's base URL, e.g. https://registry.example.com"),
+);
+
+const ImportInput = v.pipe(
+  v.object({
+    server_json: v.optional(ServerJson),
+    registry_url: v.optional(RegistryUrl),
+    search: v.optional(v.pipe(v.string("must be a string"), v.maxLength(200, "must be at most 200 characters"))),
+    cursor: v.optional(v.pipe(v.string("must be a string"), v.nonEmpty("must not be empty"), v.maxLength(1024, "must be at most 1024 characters"))),
+  }),
+  v.check(
+    (i) => (i.server_json === undefined) !== (i.registry_url === undefined),
+    "give either server_json (one server.json document) or registry_url (a registry speaking the MCP Registry API v0.1)",
+  ),
+  v.check((i) => i.registry_url !== undefined || (i.search === undefined && i.cursor === undefined), "search and cursor go with registry_url"),
+);
+type ImportInput = v.InferOutput<typeof ImportInput>;
+
+// One answer of GET /v0.1/servers; each server is checked on its own (a bad one is skipped, not fatal).
+const UpstreamPage = v.looseObject({
+  servers: v.array(v.looseObject({ server: v.unknown(), _meta: v.optional(v.unknown()) }), "must be an array"),
+  metadata: v.optional(v.looseObject({ nextCursor: v.optional(v.nullable(v.string("must be a string"))) })),
+});
+type Upstream = v.InferOutput<typeof UpstreamPage>["servers"][number];
+
+type Outcome =
+  | { kind: "added"; name: string; service_name: string; tools: number }
+  | { kind: "unchanged"; name: string; service_name: string }
+  | { kind: "skipped"; name: string; reason: string };
+
+// The base URL's /v0.1/servers, with the query the import reads it with.
+function pageUrl(base: string, cursor: string | undefined, search: string | undefined): URL {
+  const url = new URL(`${base.replace(/\/+$/, "").replace(/\/v0\.1(\/servers)?$/, "")}/v0.1/servers`);
+  url.searchParams.set("limit", "100");
+  url.searchParams.set("version", "latest");
+  if (cursor) url.searchParams.set("cursor", cursor);
+  if (search) url.searchParams.set("search", search);
+  return url;
+}
+
+/** One page of an upstream registry, within the discovery timeout and REGISTRY_MAX_DISCOVERY_BYTES; no redirect followed. */
+async function fetchPage(ctx: Ctx, base: string, cursor: string | undefined, search: string | undefined) {
+  const fail = (why: string) => new AppError("unavailable", `the registry at "${base}" ${why}`);
+  const limit = ctx.config.limits.answerBytes;
+  let text: string;
+  try {
+    const response = await fetch(pageUrl(base, cursor, search), {
+      redirect: "manual",
+      signal: AbortSignal.timeout(ctx.config.discoveryTimeoutMs),
+      headers: { accept: "application/json" },
+    });
+    if (response.status >= 300 && response.status < 400) throw fail("answered with a redirect; give the address it redirects to");
+    if (!response.ok) throw fail(`answered HTTP ${response.status} to GET /v0.1/servers`);
+    text = await counted(response, limit, () => fail(`answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`)).text();
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    const reason = (err as Error)?.name === "TimeoutError" ? `within ${ctx.config.discoveryTimeoutMs / 1000} s` : `(${String((err as Error)?.message ?? err)})`;
+    // A body past the limit errors the stream with our own refusal, as the cause of fetch's TypeError.
+    const cause = (err as { cause?: unknown })?.cause;
+    if (cause instanceof AppError) throw cause;
+    throw fail(`did not answer ${reason}`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw fail("did not answer with JSON");
+  }
+  if (!nestedWithin(body)) throw fail(`answered JSON nested more than ${MAX_NESTING} levels deep`);
+  const page = v.safeParse(UpstreamPage, body);
+  if (!page.success) throw fail("did not answer with a server list of the MCP Registry API v0.1 ({servers: [...], metadata})");
+  return page.output;
+}
+
+/** The servers of an upstream registry, page after page: at most MAX_SERVERS and MAX_PAGES, and the cursor to go on from. */
+async function upstreamServers(ctx: Ctx, base: string, search: string | undefined, from: string | undefined): Promise<{ servers: Upstream[]; next?: string }> {
+  const servers: Upstream[] = [];
+  const seen = new Set<string>();
+  let cursor = from;
+  for (let pages = 0; pages < MAX_PAGES; pages++) {
+    const page = await fetchPage(ctx, base, cursor, search);
+    // A page past the bound is read again next time from its own cursor: what was imported of it is unchanged then.
+    if (servers.length + page.servers.length > MAX_SERVERS) return { servers: [...servers, ...page.servers.slice(0, MAX_SERVERS - servers.length)], next: cursor };
+    servers.push(...page.servers);
+    const next = page.metadata?.nextCursor || undefined;
+    // A cursor seen before would only list the same pages again.
+    if (!next || seen.has(next)) return { servers };
+    seen.add(next);
+    cursor = next;
+    if (servers.length === MAX_SERVERS) return { servers, next };
+  }
+  return { servers, next: cursor };
+}
+
+/** What add_service is given for a server.json, or why it cannot be served here. */
+function serviceFor(server: ServerJson): AddServiceInput | string {
+  const remote = chosenRemote(server);
+  if (!remote) return server.packages?.length ? "only packages (run locally, e.g. stdio): the registry serves remote servers only" : "no remote to connect to";
+  const auth = remote.headers?.find((h) => h.name.toLowerCase() === "authorization");
+  const unsendable = remote.headers?.find((h) => h !== auth && h.isRequired && !h.value);
+  if (unsendable) return `its remote needs the header "${shownName(unsendable.name)}", which the registry cannot send (only Authorization)`;
+  let endpoint: string;
+  try {
+    endpoint = normalizeEndpoint(filledUrl(remote));
+  } catch (err) {
+    return `its remote URL ${(err as Error).message}`;
+  }
+  const service_name = server.name.replace("/", ".");
+  if (service_name.length > 128) return "its name is longer than a service name may be (128 characters)";
+  const method = /^basic\s/i.test(auth?.value ?? "") ? "Basic" : "Bearer";
+  return {
+    service_name,
+    endpoint,
+    description: server.description,
+    requires_authorization: auth !== undefined,
+    method_authorization: auth ? method : "",
+    discovery_token: "",
+  };
+}
+
+// Imports one server: unchanged when a service of its name already has its endpoint, else added (or skipped).
+async function importOne(ctx: Ctx, caller: Caller, item: Upstream | { server: ServerJson }, source: string): Promise<Outcome> {
+  const status = (item as { _meta?: Record<string, { status?: unknown }> })._meta?.["io.modelcontextprotocol.registry/official"]?.status;
+  const shown = typeof (item.server as { name?: unknown })?.name === "string" ? shownName((item.server as { name: string }).name) : "(no name)";
+  if (status === "deleted") return { kind: "skipped", name: shown, reason: "deleted upstream" };
+  const parsed = v.safeParse(ServerJson, item.server);
+  if (!parsed.success) {
+    const problem = parsed.issues[0];
+    const where = problem.path?.map((p) => String(p.key)).join(".");
+    return { kind: "skipped", name: shown, reason: `not a valid server.json: ${where ? `${where}: ` : ""}${problem.message}` };
+  }
+  const name = parsed.output.name;
+  const input = serviceFor(parsed.output);
+  if (typeof input === "string") return { kind: "skipped", name, reason: input };
+  const { services } = ctx.tables;
+  const [same] = await ctx.db.select({ endpoint: services.endpoint }).from(services).where(eq(services.name, input.service_name)).limit(1);
+  if (same && endpointSpellings(input.endpoint).includes(same.endpoint)) return { kind: "unchanged", name, service_name: input.service_name };
+  const audit: PendingAudit = {
+    entry: { caller, action: "add_service", target: `service_name=${input.service_name}`, outcome: "ok", detail: `imported from ${source}`.slice(0, 500) },
+    written: false,
+  };
+  try {
+    const { tools } = await addService(ctx, input, audit);
+    return { kind: "added", name, service_name: input.service_name, tools };
+  } catch (err) {
+    if (err instanceof AppError) return { kind: "skipped", name, reason: err.message.replace(/^Cannot add service "[^"]*": /, "") };
+    ctx.log.error("Import of a server failed", { server: name, reason: logReason(err) });
+    return { kind: "skipped", name, reason: "an unexpected error (the registry's log has it)" };
+  }
+}
+
+/** Runs `work` over `items`, PARALLEL at a time, keeping their order. */
+async function eachLimited<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i]);
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
+  return results;
+}
+
+async function importServers(ctx: Ctx, caller: Caller, input: ImportInput, source: string) {
+  const { servers, next } = input.registry_url
+    ? await upstreamServers(ctx, input.registry_url, input.search, input.cursor).catch((err) => {
+        throw err instanceof AppError ? new AppError(err.code, `Cannot import servers: ${err.message}`) : err;
+      })
+    : { servers: [{ server: input.server_json! }] };
+  const outcomes = await eachLimited(servers, (item) => importOne(ctx, caller, item, source));
+  const of = <K extends Outcome["kind"]>(kind: K) => outcomes.filter((o): o is Extract<Outcome, { kind: K }> => o.kind === kind).map(({ kind: _, ...rest }) => rest);
+  return { added: of("added"), unchanged: of("unchanged"), skipped: of("skipped"), ...(next ? { next_cursor: next } : {}) };
+}
+
+type Imported = Awaited<ReturnType<typeof importServers>>;
+
+// The result as one sentence: counts, the first names of each kind, and where to go on.
+function describe(source: string, r: Imported): string {
+  const list = <T>(items: T[], show: (item: T) => string) =>
+    items.length ? `: ${items.slice(0, SHOWN).map(show).join(", ")}${items.length > SHOWN ? ` and ${items.length - SHOWN} more` : ""}` : "";
+  return [
+    `Imported from ${source}: ${r.added.length} added${list(r.added, (a) => `"${a.service_name}" (${a.tools} tool${a.tools === 1 ? "" : "s"})`)}`,
+    `${r.unchanged.length} unchanged${list(r.unchanged, (u) => `"${u.service_name}"`)}`,
+    `${r.skipped.length} skipped${list(r.skipped, (s) => `"${s.name}" (${s.reason})`)}`,
+    ...(r.next_cursor ? [`more remain: import again with cursor "${r.next_cursor}"`] : []),
+  ]
+    .join("; ")
+    .concat(".");
+}
+
+export const importTool = defineTool({
+  name: "import_servers",
+  title: "Import servers",
+  description:
+    "Add services from the official MCP Registry format: server_json (one server.json document), or registry_url (every server of a registry " +
+    `speaking the MCP Registry API v0.1, optionally matching search; at most ${MAX_SERVERS} per call, next_cursor goes on). Each server with a ` +
+    "streamable-http or sse remote is discovered and added; servers with packages only, a URL that needs values, or a failed discovery are skipped " +
+    "with the reason; servers already registered are unchanged.",
+  input: ImportInput,
+  output: v.object({
+    added: v.array(v.object({ name: v.string(), service_name: v.string(), tools: v.number() })),
+    unchanged: v.array(v.object({ name: v.string(), service_name: v.string() })),
+    skipped: v.array(v.object({ name: v.string(), reason: v.string() })),
+    next_cursor: v.optional(v.string()),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+  async run(ctx, input, audit) {
+    const source = input.registry_url ?? `server.json "${input.server_json!.name}"`;
+    audit.entry.target = input.registry_url ? `registry_url=${input.registry_url}`.slice(0, 200) : `server=${input.server_json!.name}`;
+    const result = await importServers(ctx, audit.entry.caller, input, source);
+    audit.entry.detail = `added ${result.added.length}, unchanged ${result.unchanged.length}, skipped ${result.skipped.length}`;
+    return { text: describe(source, result), data: result };
+  },
+});
