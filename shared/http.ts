@@ -73,8 +73,10 @@ async function recoverGetBody(c: Context<AppEnv>, action: string): Promise<void>
 }
 
 // Connection: close, because the unread rest of the body makes the connection unusable for a next request.
-const payloadTooLarge = (c: Context<AppEnv>) =>
-  c.json({ error: { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` } }, 413, { Connection: "close" });
+const payloadTooLarge = (c: Context<AppEnv>) => {
+  c.header("Connection", "close");
+  return errorJson(c, 413, { code: "payload_too_large", message: `Request body exceeds ${MAX_BODY_BYTES} bytes` });
+};
 // Counts the bytes of a body sent without a length (chunked).
 const limitStreamedBody: MiddlewareHandler<AppEnv> = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: payloadTooLarge });
 

@@ -4,6 +4,8 @@
  * (server-everything, SDK servers). What cannot be served is skipped with its reason; importing again
  * changes nothing; a refused import writes nothing.
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeRegistry, startFakeRegistry } from "./fake_registry.ts";
@@ -94,7 +96,7 @@ describe("import_servers", () => {
       [{ server_json: { name: "a.b/c", description: "d", version: "1.0.0" }, registry_url: "http://127.0.0.1:1" }, "Cannot import servers: give either server_json"],
       [{ server_json: { name: "a.b/c", description: "d", version: "1.0.0" }, search: "x" }, "Cannot import servers: search and cursor go with registry_url"],
       [{ registry_url: "ftp://example.com" }, "Cannot import servers: registry_url: must be an http(s) URL"],
-      [{ registry_url: "http://127.0.0.1:1/?token=secret" }, "Cannot import servers: registry_url: must not have a query (?...)"],
+      [{ registry_url: "http://127.0.0.1:1/?token=secret" }, "Cannot import servers: registry_url: must not have a query or #fragment"],
       [{ registry_url: "http://user:pw@127.0.0.1:1/" }, "Cannot import servers: registry_url: must not contain a user name or password"],
       [{ server_json: "not an object" }, "Cannot import servers: server_json: "],
     ];
@@ -214,7 +216,7 @@ describe("import_servers", () => {
     upstream = undefined;
   });
 
-  it("stops at the bounds of an endless upstream and says where to go on", async () => {
+  it("stops at the bounds of an endless upstream and says where to go on, in the middle of a page too", async () => {
     upstream = await startFakeRegistry({
       endlessCursor: true,
       pageSize: 60,
@@ -226,14 +228,20 @@ describe("import_servers", () => {
       })),
     });
     const result = await importing({ registry_url: upstream.url });
-    // 60 + 60 is past 100: the second page is read again next time from its own cursor.
-    expect(result.data.skipped).toHaveLength(100);
+    // 100 servers: the first page's 60 and 40 of the second.
+    expect(result.data.skipped.map((s) => s.name)).toEqual([
+      ...Array.from({ length: 60 }, (_, i) => `net.example/pkg-${i}`),
+      ...Array.from({ length: 40 }, (_, i) => `net.example/pkg-${i}`),
+    ]);
     expect(upstream.requests).toHaveLength(2);
     const cursor = result.data.next_cursor!;
-    expect(upstream.requests[1]).toContain(`cursor=${cursor}`);
     expect(result.text).toMatch(new RegExp(`; more remain: import again with cursor "${cursor}"\\.$`));
-    await importing({ registry_url: upstream.url, cursor });
-    expect(upstream.requests[2]).toContain(`cursor=${cursor}`);
+    // Going on reads the second page again and begins after its first 40.
+    const next = await importing({ registry_url: upstream.url, cursor });
+    expect(upstream.requests[2]).toBe(upstream.requests[1]);
+    expect(next.data.skipped.slice(0, 21).map((s) => s.name)).toEqual([...Array.from({ length: 20 }, (_, i) => `net.example/pkg-${40 + i}`), "net.example/pkg-0"]);
+    const forged = await call(admin, "import_servers", { registry_url: upstream.url, cursor: "bm90IG91cnM" });
+    expect(text(forged)).toBe("Cannot import servers: cursor: is not a next_cursor import_servers gave");
     await upstream.close();
     upstream = undefined;
   });
@@ -267,4 +275,42 @@ describe("import_servers", () => {
     const result = await call(agent, "import_servers", { registry_url: "http://127.0.0.1:1" });
     expect(text(result)).toBe('Cannot call tool "import_servers": not allowed for this key');
   });
+});
+
+describe("import_servers within its time budget", () => {
+  it("starts no new discovery after three discovery timeouts, and next_cursor goes on with the first not started", async () => {
+    // Services that accept a connection and never answer: each discovery takes the whole timeout.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as AddressInfo).port;
+    const reg = await startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_DISCOVERY_TIMEOUT: "0.5" });
+    const names = Array.from({ length: 24 }, (_, i) => `org.example/silent-${i}`);
+    const upstream = await startFakeRegistry({
+      pageSize: 100,
+      servers: names.map((name, i) => ({ name, description: "Never answers", version: "1.0.0", remotes: [{ type: "streamable-http", url: `http://127.0.0.1:${port}/mcp/${i}` }] })),
+    });
+    try {
+      const admin = await reg.client(ADMIN);
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let calls = 0;
+      do {
+        const result = await call(admin, "import_servers", { registry_url: upstream.url, ...(cursor ? { cursor } : {}) });
+        const data = result.structuredContent as Imported;
+        expect(data.added).toEqual([]);
+        for (const s of data.skipped) expect(s.reason).toMatch(/no answer within 0\.5 s/);
+        seen.push(...data.skipped.map((s) => s.name));
+        cursor = data.next_cursor;
+        calls++;
+      } while (cursor && calls < 10);
+      // 24 discoveries of 0.5 s, 4 at a time, are 3 s: more than one call's 1.5 s; each server is tried exactly once.
+      expect(calls).toBeGreaterThan(1);
+      expect(seen).toEqual(names);
+    } finally {
+      await upstream.close();
+      await reg.stop();
+      silent.closeAllConnections();
+      silent.close();
+    }
+  }, 60_000);
 });

@@ -9,9 +9,9 @@ import * as v from "valibot";
 import type { Caller, Ctx, PendingAudit } from "../../shared/context.ts";
 import { AppError, logReason } from "../../shared/errors.ts";
 import { defineTool } from "../../shared/mcp.ts";
-import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
+import { MAX_NESTING, nestedWithin, transformOrIssue } from "../../shared/validate.ts";
 import { counted, shownName } from "../services/discovery.ts";
-import { Endpoint, endpointSpellings, normalizeEndpoint } from "../services/endpoint.ts";
+import { Endpoint, endpointSpellings } from "../services/endpoint.ts";
 import { type AddServiceInput, addService } from "../services/services.ts";
 import { chosenRemote, filledUrl, ServerJson } from "./server_json.ts";
 
@@ -24,9 +24,43 @@ const PARALLEL = 4;
 // Names shown in the result's sentence (the structured result has them all).
 const SHOWN = 10;
 
+/** How long one call starts new work (pages, discoveries), in discovery timeouts (30 s by default): MCP clients wait about a minute for an answer. */
+const BUDGET_TIMEOUTS = 3;
+/** The longest cursor of an upstream registry the import keeps (inside its own next_cursor). */
+const MAX_UPSTREAM_CURSOR = 1000;
+
+// A registry's base URL: http(s), nothing that would carry a credential into logs and the audit trail.
 const RegistryUrl = v.pipe(
-  Endpoint,
-  v.check((url) => !new URL(url).search, "must not have a query (?...): give the registry's base URL, e.g. https://registry.example.com"),
+  v.string("must be a string"),
+  v.trim(),
+  v.maxLength(2048, "must be at most 2048 characters"),
+  transformOrIssue((raw) => {
+    const url = URL.canParse(raw) ? new URL(raw) : null;
+    if (!url || !/^https?:$/.test(url.protocol)) throw new Error("must be an http(s) URL");
+    if (url.username || url.password) throw new Error("must not contain a user name or password");
+    if (url.search || url.hash || raw.includes("#")) throw new Error("must not have a query or #fragment: give the registry's base URL, e.g. https://registry.example.com");
+    return url.href;
+  }),
+);
+
+/** Where an import of a registry stands: an upstream cursor (none: the first page) and how many of that page are done. */
+type Position = { cursor?: string; skip: number };
+const NOT_OURS = "is not a next_cursor import_servers gave";
+const encodePosition = (p: Position) => Buffer.from(JSON.stringify({ c: p.cursor, s: p.skip })).toString("base64url");
+const Cursor = v.pipe(
+  v.string("must be a string"),
+  v.maxLength(2048, NOT_OURS),
+  transformOrIssue((text): Position => {
+    let p: { c?: unknown; s?: unknown };
+    try {
+      p = JSON.parse(Buffer.from(text, "base64url").toString());
+    } catch {
+      throw new Error(NOT_OURS);
+    }
+    const cursorOk = p?.c === undefined || (typeof p.c === "string" && p.c.length <= MAX_UPSTREAM_CURSOR);
+    if (!cursorOk || !Number.isInteger(p.s) || (p.s as number) < 0 || (p.s as number) > 100_000) throw new Error(NOT_OURS);
+    return { cursor: p.c as string | undefined, skip: p.s as number };
+  }),
 );
 
 const ImportInput = v.pipe(
@@ -34,7 +68,7 @@ const ImportInput = v.pipe(
     server_json: v.optional(ServerJson),
     registry_url: v.optional(RegistryUrl),
     search: v.optional(v.pipe(v.string("must be a string"), v.maxLength(200, "must be at most 200 characters"))),
-    cursor: v.optional(v.pipe(v.string("must be a string"), v.nonEmpty("must not be empty"), v.maxLength(1024, "must be at most 1024 characters"))),
+    cursor: v.optional(Cursor),
   }),
   v.check(
     (i) => (i.server_json === undefined) !== (i.registry_url === undefined),
@@ -100,24 +134,32 @@ async function fetchPage(ctx: Ctx, base: string, cursor: string | undefined, sea
   return page.output;
 }
 
-/** The servers of an upstream registry, page after page: at most MAX_SERVERS and MAX_PAGES, and the cursor to go on from. */
-async function upstreamServers(ctx: Ctx, base: string, search: string | undefined, from: string | undefined): Promise<{ servers: Upstream[]; next?: string }> {
-  const servers: Upstream[] = [];
+/** An upstream server and where it stands in the upstream's listing (an import can go on from there). */
+type Placed = { item: Upstream; at: Position };
+
+/**
+ * The servers of an upstream registry from `from` on, page after page: at most MAX_SERVERS, MAX_PAGES, and
+ * no page started after `deadline`; `next` is where the rest begins (none: the listing ended).
+ */
+async function upstreamServers(ctx: Ctx, base: string, search: string | undefined, from: Position, deadline: number): Promise<{ servers: Placed[]; next?: Position }> {
+  const servers: Placed[] = [];
   const seen = new Set<string>();
-  let cursor = from;
-  for (let pages = 0; pages < MAX_PAGES; pages++) {
-    const page = await fetchPage(ctx, base, cursor, search);
-    // A page past the bound is read again next time from its own cursor: what was imported of it is unchanged then.
-    if (servers.length + page.servers.length > MAX_SERVERS) return { servers: [...servers, ...page.servers.slice(0, MAX_SERVERS - servers.length)], next: cursor };
-    servers.push(...page.servers);
+  let at = from;
+  for (let pages = 0; pages < MAX_PAGES && servers.length < MAX_SERVERS && Date.now() < deadline; pages++) {
+    const page = await fetchPage(ctx, base, at.cursor, search);
+    for (const [i, item] of page.servers.slice(at.skip).entries()) {
+      if (servers.length === MAX_SERVERS) return { servers, next: { cursor: at.cursor, skip: at.skip + i } };
+      servers.push({ item, at: { cursor: at.cursor, skip: at.skip + i } });
+    }
     const next = page.metadata?.nextCursor || undefined;
     // A cursor seen before would only list the same pages again.
     if (!next || seen.has(next)) return { servers };
+    if (next.length > MAX_UPSTREAM_CURSOR)
+      throw new AppError("unavailable", `the registry at "${base}" answered a cursor (metadata.nextCursor) of more than ${MAX_UPSTREAM_CURSOR} characters`);
     seen.add(next);
-    cursor = next;
-    if (servers.length === MAX_SERVERS) return { servers, next };
+    at = { cursor: next, skip: 0 };
   }
-  return { servers, next: cursor };
+  return { servers, next: at };
 }
 
 /** What add_service is given for a server.json, or why it cannot be served here. */
@@ -127,18 +169,21 @@ function serviceFor(server: ServerJson): AddServiceInput | string {
   const auth = remote.headers?.find((h) => h.name.toLowerCase() === "authorization");
   const unsendable = remote.headers?.find((h) => h !== auth && h.isRequired && !h.value);
   if (unsendable) return `its remote needs the header "${shownName(unsendable.name)}", which the registry cannot send (only Authorization)`;
-  let endpoint: string;
+  let filled: string;
   try {
-    endpoint = normalizeEndpoint(filledUrl(remote));
+    filled = filledUrl(remote);
   } catch (err) {
     return `its remote URL ${(err as Error).message}`;
   }
+  // The endpoint rules of add_service, length included, apply to the URL as filled in.
+  const endpoint = v.safeParse(Endpoint, filled);
+  if (!endpoint.success) return `its remote URL ${endpoint.issues[0].message}`;
   const service_name = server.name.replace("/", ".");
   if (service_name.length > 128) return "its name is longer than a service name may be (128 characters)";
   const method = /^basic\s/i.test(auth?.value ?? "") ? "Basic" : "Bearer";
   return {
     service_name,
-    endpoint,
+    endpoint: endpoint.output,
     description: server.description,
     requires_authorization: auth !== undefined,
     method_authorization: auth ? method : "",
@@ -154,7 +199,8 @@ async function importOne(ctx: Ctx, caller: Caller, item: Upstream | { server: Se
   const parsed = v.safeParse(ServerJson, item.server);
   if (!parsed.success) {
     const problem = parsed.issues[0];
-    const where = problem.path?.map((p) => String(p.key)).join(".");
+    // The path holds the document's own keys: shown escaped, as names are.
+    const where = problem.path?.map((p) => shownName(String(p.key))).join(".");
     return { kind: "skipped", name: shown, reason: `not a valid server.json: ${where ? `${where}: ` : ""}${problem.message}` };
   }
   const name = parsed.output.name;
@@ -177,26 +223,40 @@ async function importOne(ctx: Ctx, caller: Caller, item: Upstream | { server: Se
   }
 }
 
-/** Runs `work` over `items`, PARALLEL at a time, keeping their order. */
-async function eachLimited<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
+/** Runs `work` over `items`, PARALLEL at a time, starting none after `deadline`: the results of those started (a prefix), in order. */
+async function eachLimited<T, R>(items: T[], work: (item: T) => Promise<R>, deadline: number): Promise<R[]> {
+  const results: R[] = [];
+  let started = 0;
   const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i]);
+    // The first always starts, so every call makes progress, however long the pages took.
+    while (started < items.length && (started === 0 || Date.now() < deadline)) {
+      const i = started++;
+      results[i] = await work(items[i]);
+    }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
-  return results;
+  return results.slice(0, started);
 }
 
-async function importServers(ctx: Ctx, caller: Caller, input: ImportInput, source: string) {
-  const { servers, next } = input.registry_url
-    ? await upstreamServers(ctx, input.registry_url, input.search, input.cursor).catch((err) => {
-        throw err instanceof AppError ? new AppError(err.code, `Cannot import servers: ${err.message}`) : err;
-      })
-    : { servers: [{ server: input.server_json! }] };
-  const outcomes = await eachLimited(servers, (item) => importOne(ctx, caller, item, source));
+async function importServers(ctx: Ctx, caller: Caller, input: ImportInput, source: string): Promise<Tally & { next_cursor?: string }> {
+  // What is under way at the deadline finishes; next_cursor goes on from the first server not started.
+  const deadline = Date.now() + BUDGET_TIMEOUTS * ctx.config.discoveryTimeoutMs;
+  if (!input.registry_url) return tally([await importOne(ctx, caller, { server: input.server_json! }, source)]);
+  const { servers, next } = await upstreamServers(ctx, input.registry_url, input.search, input.cursor ?? { skip: 0 }, deadline).catch((err) => {
+    throw err instanceof AppError ? new AppError(err.code, `Cannot import servers: ${err.message}`) : err;
+  });
+  const outcomes = await eachLimited(servers, (placed) => importOne(ctx, caller, placed.item, source), deadline);
+  // Out of time before the last server: the next call begins with the first one not started.
+  const rest = outcomes.length < servers.length ? servers[outcomes.length].at : next;
+  return { ...tally(outcomes), ...(rest ? { next_cursor: encodePosition(rest) } : {}) };
+}
+
+type Tally = ReturnType<typeof tally>;
+
+// Outcomes by kind, in the order the servers came.
+function tally(outcomes: Outcome[]) {
   const of = <K extends Outcome["kind"]>(kind: K) => outcomes.filter((o): o is Extract<Outcome, { kind: K }> => o.kind === kind).map(({ kind: _, ...rest }) => rest);
-  return { added: of("added"), unchanged: of("unchanged"), skipped: of("skipped"), ...(next ? { next_cursor: next } : {}) };
+  return { added: of("added"), unchanged: of("unchanged"), skipped: of("skipped") };
 }
 
 type Imported = Awaited<ReturnType<typeof importServers>>;

@@ -26,10 +26,16 @@ const GATEWAY = "gateway";
 const PLAIN = /^[a-zA-Z0-9._-]+$/;
 const MAX_NAME = 200;
 
-/** `<namespace>/<service>`: the service name when it fits the spec's pattern, else sanitized with 8 hex digits of its SHA-256. */
+// How a hashed name ends: a plain name never does (one that would is hashed too), so no service can take another's.
+const HASHED = /-[0-9a-f]{8}$/;
+
+/**
+ * `<namespace>/<service>`: the service name when it fits the spec's pattern, else (or when it is "gateway",
+ * or ends the way a hashed name does) sanitized, with "-" and 8 hex digits of its SHA-256.
+ */
 export function serverName(namespace: string, service: string): string {
   const room = MAX_NAME - namespace.length - 1;
-  if (PLAIN.test(service) && service !== GATEWAY && service.length <= room) return `${namespace}/${service}`;
+  if (PLAIN.test(service) && service !== GATEWAY && !HASHED.test(service) && service.length <= room) return `${namespace}/${service}`;
   const hash = createHash("sha256").update(service).digest("hex").slice(0, 8);
   return `${namespace}/${service.replace(/[^a-zA-Z0-9._-]/g, "-").slice(0, room - 9)}-${hash}`;
 }
@@ -157,7 +163,8 @@ const Cursor = v.pipe(
   v.string(),
   v.maxLength(1024, "is not a cursor this registry gave"),
   v.transform((s) => Buffer.from(s, "base64url").toString()),
-  v.regex(/^s:/, "is not a cursor this registry gave"),
+  // What a cursor holds is a service name: never a control character (PostgreSQL refuses NUL in a query).
+  v.regex(/^s:[^\x00-\x1f\x7f-\x9f]*$/, "is not a cursor this registry gave"),
   v.transform((s) => s.slice(2)),
 );
 const cursorOf = (after: string) => Buffer.from(`s:${after}`).toString("base64url");
@@ -250,9 +257,10 @@ async function findServer(ctx: Ctx, caller: Caller, name: string): Promise<Entry
     if (gateway) return gateway;
     throw new AppError("not_found", "Server not found");
   }
+  // No service name holds a control character (and PostgreSQL refuses NUL in a query).
+  if (/[\x00-\x1f\x7f-\x9f]/.test(part)) throw new AppError("not_found", "Server not found");
   // A plain name is the service's own: one indexed lookup; a hashed one is looked for among all names.
-  let rows = await serviceRows(ctx, { name: part });
-  if (rows.length === 0 && /-[0-9a-f]{8}$/.test(part)) rows = await serviceRows(ctx, {});
+  const rows = await serviceRows(ctx, HASHED.test(part) ? {} : { name: part });
   const row = reachedRows(rows, reach).find((r) => serverName(namespace, r.name) === name);
   if (!row) throw new AppError("not_found", "Server not found");
   return serviceEntry(namespace, row);

@@ -343,7 +343,12 @@ export function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number)
     .replace(/^SSE error: /, "")
     .replace(/^(TypeError: )?fetch failed.*$/, "the connection failed")
     .slice(0, 300);
-  return message || "unknown error";
+  return printable(message) || "unknown error";
+}
+
+/** A service's own words fit for a message or a log line: control, invisible and bidirectional characters as \uXXXX. */
+function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 // An error and its causes, at most five deep.
