@@ -58,7 +58,7 @@ describe("concurrent add_service in one registry (every engine)", () => {
 });
 
 describe("the gateway on two instances of one database (every engine)", () => {
-  it("a detach or a key revoked through one instance takes effect at the next gateway call on the other", async () => {
+  it("a detach or a key revoked through one instance takes effect at the next gateway call (and registry API read) on the other", async () => {
     const fresh = ENGINE === "sqlite" ? { url: `file:${join(tempDir(), "r.db")}`, drop: async () => {} } : await freshDatabase();
     const env = { DATABASE_URL: fresh.url, REGISTRY_SECRET: TEST_SECRET };
     const service = await startTestMcpServer({
@@ -79,7 +79,11 @@ describe("the gateway on two instances of one database (every engine)", () => {
       const gateway = await connectClient(`${other.url}/gateway/mcp`, key);
       // The other instance answers (and keeps its listing for this catalogue generation).
       expect(text((await gateway.callTool({ name: "svc__ping", arguments: {} })) as CallToolResult)).toBe("pong");
+      // Its registry API shows ann the service and the gateway, from the same kept listing.
+      const view = async () => ((await (await other.http("/v0.1/servers", { key })).json()) as { servers: { server: { name: string } }[] }).servers.map((s) => s.server.name);
+      expect(await view()).toEqual(["local.mcp-registry/gateway", "local.mcp-registry/svc"]);
       await call(admin, "detach_role_from_tool", { tool_id: 1, role_name: "staff" });
+      expect(await view()).toEqual([]);
       const refused = (await gateway.callTool({ name: "svc__ping", arguments: {} })) as CallToolResult;
       expect(refused.isError).toBe(true);
       expect(text(refused)).toMatch(/^No tool "svc__ping" for user "ann"/);
