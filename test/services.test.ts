@@ -65,6 +65,14 @@ describe("add_service, get_tools, remove_service", () => {
     expect(tools[1].id).toBeGreaterThan(tools[0].id);
     const r = await call(await reg.client(), "get_tools", { service_name: "base" });
     expect(text(r)).toBe(JSON.stringify(tools));
+    // include_schemas: the rest of each stored definition, as the server listed it.
+    const full = await call(await reg.client(), "get_tools", { service_name: "base", include_schemas: true });
+    const schema = { type: "object", properties: { q: { type: "string" } } };
+    expect(full.structuredContent).toEqual({
+      tools: tools.map((t) => ({ ...t, title: null, input_schema: schema, output_schema: null, annotations: null })),
+    });
+    expect(JSON.parse(text(full))).toEqual((full.structuredContent as { tools: unknown[] }).tools);
+    expect(await fails("get_tools", { service_name: "base", include_schemas: "yes" })).toBe("Cannot get tools: include_schemas: must be true or false");
   });
 
   it("refuses a duplicate name without contacting the new endpoint", async () => {

@@ -109,10 +109,13 @@ function logLost(ctx: Ctx, rows: AuditRow[], err: unknown): void {
   ctx.log.error(`Cannot write audit event${rows.length === 1 ? "" : `s (${rows.length})`}`, { action: actions.join(","), reason: logReason(err) });
 }
 
+const Time = v.pipe(v.string("must be a string"), v.isoTimestamp("must be an ISO 8601 timestamp such as 2026-01-31T12:00:00Z"));
 const ListAuditEventsInput = v.object({
+  actor: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(256, "must be at most 256 characters"))),
   action: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(64, "must be at most 64 characters"))),
   target: v.optional(v.pipe(v.string("must be a string"), v.trim(), v.maxLength(256, "must be at most 256 characters"))),
-  since: v.optional(v.pipe(v.string("must be a string"), v.isoTimestamp("must be an ISO 8601 timestamp such as 2026-01-31T12:00:00Z"))),
+  since: v.optional(Time),
+  until: v.optional(Time),
   limit: v.optional(v.pipe(v.number("must be a number"), v.integer("must be an integer"), v.minValue(1, "must be at least 1"), v.maxValue(500, "must be at most 500")), 50),
   before_id: v.optional(v.pipe(v.number("must be a number"), v.integer("must be an integer"), v.minValue(1, "must be at least 1"))),
 });
@@ -126,10 +129,13 @@ async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
   // Events this instance recorded before the call are in the answer, also those still being written.
   if (ctx.auditQueue.writing) await ctx.auditQueue.drained;
   const where: SQL[] = [];
+  // actor is matched as a prefix: "admin:1a2b3c4d" finds the key's events, from the console too.
+  if (input.actor) where.push(sql`${auditEvents.actor} like ${`${escapeLike(input.actor)}%`} escape '\\'`);
   if (input.action) where.push(eq(auditEvents.action, input.action));
   // target is matched as a substring: "user_id=ann" finds every event about ann.
-  if (input.target) where.push(sql`${auditEvents.target} like ${`%${input.target.replace(/[\\%_]/g, "\\$&")}%`} escape '\\'`);
+  if (input.target) where.push(sql`${auditEvents.target} like ${`%${escapeLike(input.target)}%`} escape '\\'`);
   if (input.since) where.push(gte(auditEvents.at, new Date(input.since).toISOString()));
+  if (input.until) where.push(lt(auditEvents.at, new Date(input.until).toISOString()));
   if (input.before_id) where.push(lt(auditEvents.id, input.before_id));
   const rows = await ctx.db
     .select()
@@ -141,12 +147,33 @@ async function listAuditEvents(ctx: Ctx, input: ListAuditEventsInput) {
   return { events, next_before_id: rows.length > input.limit ? events[events.length - 1].id : null };
 }
 
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, "\\$&");
+
+/** Gateway calls and the refused or failed ones, per hour of the last `hours` (oldest first, empty hours included). */
+export async function gatewayActivity(ctx: Ctx, hours: number): Promise<{ hour: string; calls: number; errors: number }[]> {
+  const { auditEvents } = ctx.tables;
+  const start = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - (hours - 1) * 3_600_000);
+  const hour = sql<string>`substr(${auditEvents.at}, 1, 13)`;
+  const rows = await ctx.db
+    .select({ hour, calls: sql<number>`count(*)`, errors: sql<number>`sum(case when ${auditEvents.outcome} = 'ok' then 0 else 1 end)` })
+    .from(auditEvents)
+    .where(and(eq(auditEvents.action, "gateway_call"), gte(auditEvents.at, start.toISOString())))
+    .groupBy(hour);
+  const byHour = new Map(rows.map((r) => [r.hour, r]));
+  return Array.from({ length: hours }, (_, i) => {
+    const h = new Date(start.getTime() + i * 3_600_000).toISOString().slice(0, 13);
+    const r = byHour.get(h);
+    return { hour: h, calls: Number(r?.calls ?? 0), errors: Number(r?.errors ?? 0) };
+  });
+}
+
 const tools = [
   defineTool({
     name: "list_audit_events",
     title: "List audit events",
     description:
-      "List audit events, newest first. Filters: action (exact), target (substring, e.g. user_id=ann), since (ISO time). Pass next_before_id as before_id for the next page.",
+      "List audit events, newest first. Filters: actor (prefix, e.g. admin:1a2b3c4d), action (exact), target (substring, e.g. user_id=ann), " +
+      "since and until (ISO times; since included, until not). Pass next_before_id as before_id for the next page.",
     input: ListAuditEventsInput,
     output: v.object({ events: v.array(AuditEvent), next_before_id: v.nullable(v.number()) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },

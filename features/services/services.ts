@@ -8,7 +8,7 @@ import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { asJson, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
-import { digestOf } from "../tool_pinning/definition.ts";
+import { definitionColumns, digestOf } from "../tool_pinning/definition.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { ServiceName } from "../../shared/names.ts";
@@ -62,6 +62,8 @@ export type AddServiceInput = v.InferOutput<typeof AddServiceInput>;
 const ServiceNameInput = v.object({ service_name: ServiceName });
 type ServiceNameInput = v.InferOutput<typeof ServiceNameInput>;
 
+const GetToolsInput = v.object({ service_name: ServiceName, include_schemas: v.optional(v.boolean("must be true or false"), false) });
+
 const ListServicesInput = v.object({ include_health: v.optional(v.boolean("must be true or false"), false) });
 
 const UpdateServiceInput = v.object({
@@ -92,7 +94,7 @@ const ServiceDetails = v.object({
   tools: v.number(),
   ...Health,
 });
-// held and flags: only on a held tool, only for an admin (features/tool_pinning).
+// held and flags: only on a held tool, only for an admin (features/tool_pinning); the definition's other fields with include_schemas.
 const ToolRow = v.object({
   id: v.number(),
   name: v.string(),
@@ -100,6 +102,10 @@ const ToolRow = v.object({
   roles: v.array(v.string()),
   held: v.optional(v.literal(true)),
   flags: v.optional(v.array(v.string())),
+  title: v.optional(v.nullable(v.string())),
+  input_schema: v.optional(v.unknown()),
+  output_schema: v.optional(v.unknown()),
+  annotations: v.optional(v.unknown()),
 });
 // held and released only when a refresh held or released a tool (features/tool_pinning), so other results stay as they were.
 const Diff = {
@@ -385,6 +391,21 @@ async function getTools(ctx: Ctx, input: ServiceNameInput, admin: boolean): Prom
   );
 }
 
+// The tools with the rest of their stored definition (title, schemas, annotations), for include_schemas.
+async function withDefinitions(ctx: Ctx, serviceName: string, list: v.InferOutput<typeof ToolRow>[]) {
+  const { services, tools } = ctx.tables;
+  const rows = await ctx.db
+    .select({ id: tools.id, ...definitionColumns(tools) })
+    .from(tools)
+    .innerJoin(services, eq(services.id, tools.serviceId))
+    .where(eq(services.name, serviceName));
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  return list.map((t) => {
+    const d = byId.get(t.id);
+    return { ...t, title: d?.title ?? null, input_schema: d?.inputSchema ?? null, output_schema: d?.outputSchema ?? null, annotations: d?.annotations ?? null };
+  });
+}
+
 // The flags of the open change of each held tool of a service, by tool id.
 async function heldFlags(ctx: Ctx, serviceName: string): Promise<Map<number, string[]>> {
   const { services, tools, toolChanges } = ctx.tables;
@@ -479,13 +500,16 @@ const tools = [
     name: "get_tools",
     title: "Get tools of a service",
     description:
-      "List the tools of a service with their id, description and the roles attached to each. A tool held for review (list_tool_changes) is shown to admins only, with held and flags.",
-    input: ServiceNameInput,
+      "List the tools of a service with their id, description and the roles attached to each; with include_schemas, also each one's title, " +
+      "input_schema, output_schema and annotations. A tool held for review (list_tool_changes) is shown to admins only, with held and flags.",
+    input: GetToolsInput,
     output: v.object({ tools: v.array(ToolRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(ctx, input, audit) {
       const { list, text } = await getTools(ctx, input, audit.entry.caller.principal === "admin");
-      return { text, data: { tools: list } };
+      if (!input.include_schemas) return { text, data: { tools: list } };
+      const withSchemas = await withDefinitions(ctx, input.service_name, list);
+      return { text: JSON.stringify(withSchemas), data: { tools: withSchemas } };
     },
   }),
   defineTool({
