@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { accessMiddleware, createKeyRing, type KeyRing, mcpServing } from "./features/access/access.ts";
 import { audit } from "./features/audit/audit.ts";
+import { consoleRoutes } from "./features/console/console.tsx";
 import { credentials } from "./features/credentials/credentials.ts";
 import { gateway } from "./features/gateway/gateway.ts";
 import { health } from "./features/health/health.ts";
@@ -38,6 +39,8 @@ export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
   app.use("*", accessMiddleware(ctx, keys), limitBody());
   app.all("/mcp", mcpHandler(registryMcp));
   for (const feature of FEATURES) if (feature.routes) app.route("/", feature.routes);
+  // The web console acts through the same tool pipeline as /mcp, and logs in with the same keys.
+  app.route("/", consoleRoutes(registryMcp, keys));
   return app;
 }
 

@@ -75,6 +75,10 @@ const VARIABLES = {
     ),
     fallback: "local.mcp-registry",
   },
+  REGISTRY_CONSOLE_IDLE: {
+    schema: secondsWithin(60, 86400),
+    fallback: "1800",
+  },
   REGISTRY_TOOL_CHANGES: { schema: v.picklist(["hold", "accept"], 'must be "hold" or "accept"'), fallback: "hold" },
   REGISTRY_SQLITE_BUSY_TIMEOUT: {
     schema: secondsWithin(0.1, 600),
@@ -192,6 +196,8 @@ const ConfigSchema = v.pipe(
     gatewayTimeoutMs: seconds(e.REGISTRY_GATEWAY_TIMEOUT),
     /** REGISTRY_TOOL_CHANGES: "hold" (a tool whose definition changed downstream is withheld until approved) or "accept" (served at once, still recorded). */
     toolChanges: e.REGISTRY_TOOL_CHANGES,
+    /** REGISTRY_CONSOLE_IDLE: how long a web console session lasts without a request before it ends. */
+    consoleIdleMs: seconds(e.REGISTRY_CONSOLE_IDLE),
     /** REGISTRY_NAMESPACE: the reverse-DNS namespace of the registry API's server names (<namespace>/<service>). */
     namespace: e.REGISTRY_NAMESPACE,
     /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */

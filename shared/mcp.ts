@@ -156,4 +156,8 @@ export async function answerMcp(c: Context<AppEnv>, server: Server, onRefused: (
 export type McpServing = {
   server(ctx: Ctx, caller: Caller, validator: AjvJsonSchemaValidator): Server;
   refused(ctx: Ctx, caller: Caller, action: string, reason: string): void;
+  /** One tool call as an MCP tools/call makes it (rules, validation, audit), for another surface: the web console. */
+  call(ctx: Ctx, caller: Caller, name: string, args: unknown): Promise<CallToolResult>;
+  /** The tools a caller of this principal lists, as tools/list shows them. */
+  listed(principal: Caller["principal"]): ListedTool[];
 };

@@ -134,6 +134,13 @@ describe("deno task start", () => {
       server_json: { name: "io.github.example/again", description: "Everything again", version: "1.0.0", remotes: [remote] },
     });
     expect(imported.structuredContent).toEqual({ added: [{ name: "io.github.example/again", service_name: "io.github.example.again", tools: 13 }], unchanged: [], skipped: [] });
+    // The web console on Deno: log in (development mode: any key is the admin), the services page lists the service.
+    const login = await fetch(`${url}/console/login`, { method: "POST", body: new URLSearchParams({ key: "any-key-in-development" }), redirect: "manual" });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get("set-cookie")!.split(";")[0];
+    const page = await fetch(`${url}/console/services`, { headers: { cookie } });
+    expect(page.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(await page.text()).toContain('<a href="/console/services/everything">everything</a>');
     await call(client, "detach_role_from_tool", { tool_id: echo.id, role_name: "support" });
     const detached = await fetch(`${url}/tools_for_role`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "support" }) });
     expect(await detached.json()).toEqual({ tools: [] });

@@ -31,6 +31,8 @@ const RULES: Record<string, Principal> = {
   "GET /ready": "anonymous",
   // The connect page: its one-time code is the credential (features/gateway/connect.ts).
   CONNECT: "anonymous",
+  // The web console: its own login and session cookie (features/console); the browser rules apply as everywhere.
+  CONSOLE: "anonymous",
   // The gateway: a user key as its user, or an agent (or admin) key acting for X-Registry-User.
   GATEWAY: "user",
   // The registry API (features/registry_api): reads, filtered to a user's services for a user key or X-Registry-User.
@@ -59,6 +61,8 @@ export type KeyRing = {
   resolve(authorization: string | undefined): Caller | null;
   /** "keys", "development" (no keys, loopback) or "off" (REGISTRY_AUTH=off). */
   mode: "keys" | "development" | "off";
+  /** True while a key of this label is configured (a console session lives only as long as its key). */
+  has(label: string): boolean;
 };
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
@@ -69,7 +73,7 @@ export function createKeyRing(config: Config): KeyRing {
     ...config.adminKeys.map((k) => ({ principal: "admin" as const, hash: digest(k) })),
     ...config.agentKeys.map((k) => ({ principal: "agent" as const, hash: digest(k) })),
   ].map((k) => ({ ...k, caller: { principal: k.principal, label: `${k.principal}:${k.hash.toString("hex").slice(0, 8)}` } }));
-  if (config.auth === "off") return { mode: "off", resolve: () => ({ principal: "admin", label: "auth-off" }) };
+  if (config.auth === "off") return { mode: "off", resolve: () => ({ principal: "admin", label: "auth-off" }), has: (label) => label === "auth-off" };
   if (keys.length === 0) {
     if (!isLoopback(config.host)) {
       throw new Error(
@@ -77,10 +81,12 @@ export function createKeyRing(config: Config): KeyRing {
           `or bind to 127.0.0.1 (MCP_HOST), or set REGISTRY_AUTH=off to accept anyone as admin`,
       );
     }
-    return { mode: "development", resolve: () => ({ principal: "admin", label: "development" }) };
+    return { mode: "development", resolve: () => ({ principal: "admin", label: "development" }), has: (label) => label === "development" };
   }
+  const labels = new Set(keys.map((k) => k.caller.label));
   return {
     mode: "keys",
+    has: (label) => labels.has(label),
     resolve(authorization) {
       if (!authorization) return { principal: "anonymous", label: "anonymous" };
       const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
@@ -157,6 +163,7 @@ export function ruleOf(method: string, path: string): string {
   if (path === "/mcp") return "MCP";
   if (path === "/gateway/mcp") return "GATEWAY";
   if (path.startsWith("/connect/")) return "CONNECT";
+  if (path === "/console" || path.startsWith("/console/")) return "CONSOLE";
   if (method === "GET" && (path === "/v0.1/servers" || path.startsWith("/v0.1/servers/"))) return "REGISTRY_API";
   return `${method} ${path}`;
 }
@@ -224,6 +231,8 @@ export function mcpServing(tools: ToolDef[]): McpServing {
   return {
     server: (ctx, caller, validator): Server => createMcpServer(visible[caller.principal], (name, args) => callTool(ctx, byName, caller, name, args), validator),
     refused: (ctx, caller, action, reason) => void recordAudit(ctx, { caller, action, target: "", outcome: "invalid_input", detail: reason }),
+    call: (ctx, caller, name, args) => callTool(ctx, byName, caller, name, args),
+    listed: (principal) => visible[principal],
   };
 }
 

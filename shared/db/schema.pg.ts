@@ -156,6 +156,24 @@ export const connectLinks = pgTable(
   (t) => [index("connect_links_user_service").on(t.userId, t.serviceId), index("connect_links_expires").on(t.expiresAt)],
 );
 
+/**
+ * Sessions of the web console (features/console): an admin logged in with a key. The SHA-256 digest of the
+ * session id (the cookie), never the id nor the key; the key's label, to check it is still configured.
+ */
+export const consoleSessions = pgTable(
+  "console_sessions",
+  {
+    digest: text("digest").primaryKey(),
+    label: text("label").notNull(),
+    // The token every form of the session carries (CSRF), and a message for the next page (an action's result).
+    csrf: text("csrf").notNull(),
+    flash: text("flash"),
+    createdAt: now("created_at"),
+    expiresAt: text("expires_at").notNull(),
+  },
+  (t) => [index("console_sessions_expires").on(t.expiresAt)],
+);
+
 /** Who did what to which target, and how it ended. Never holds a secret. */
 export const auditEvents = pgTable(
   "audit_events",
