@@ -14,9 +14,10 @@ import type { Session } from "./session.ts";
 /** The admin acting through a console session; the audit trail tells the console from the key's other uses. */
 export const consoleCaller = (session: Session): Caller => ({ principal: "admin", label: `${session.label}/console` });
 
-/** The page to come back to: a console path of the form, else the dashboard (never another site). */
+/** The page to come back to: a console path of the form, else the dashboard (never another site, never a dot segment). */
 export function backPath(value: unknown): string {
-  return typeof value === "string" && /^\/console(\/[\w.~%-]*)*(\?[\w.~%&=+-]*)?$/.test(value) && value.length <= 2048 ? value : "/console";
+  const path = /^\/console(\/[\w~%-][\w.~%-]*)*\/?(\?[\w.~%&=+-]*)?$/;
+  return typeof value === "string" && path.test(value) && !/%2e/i.test(value) && value.length <= 2048 ? value : "/console";
 }
 
 type Properties = Record<string, { type?: string | string[] }>;
