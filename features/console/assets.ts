@@ -69,3 +69,6 @@ document.addEventListener("submit", (event) => {
   });
 });
 `;
+
+/** The tab's icon (without one, browsers ask for /favicon.ico, which is not the console's). */
+export const ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2753c7"/><path d="M4 11V5l4 3 4-3v6" stroke="#fff" stroke-width="1.6" fill="none"/></svg>`;

@@ -14,7 +14,7 @@ import { type KeyRing, mayCall } from "../access/access.ts";
 import { recordAudit } from "../audit/audit.ts";
 import { isUserKey } from "../user_keys/user_keys.ts";
 import { argumentsOf, backPath, consoleCaller, runTool, textOf } from "./actions.ts";
-import { CSS, JS } from "./assets.ts";
+import { CSS, ICON, JS } from "./assets.ts";
 import { Layout } from "./layout.tsx";
 import { auditPage, changesPage, keyCreatedPage, keysPage, matrixPage, rolesPage, saveMatrix, usersPage } from "./pages.tsx";
 import { dashboardPage, removeServicePage, servicePage, servicesPage } from "./service_pages.tsx";
@@ -77,6 +77,7 @@ export function consoleRoutes(serving: McpServing, keys: KeyRing): Hono<AppEnv> 
   });
   app.get("/console/static/console.css", (c) => c.body(CSS, 200, { "Content-Type": "text/css; charset=utf-8" }));
   app.get("/console/static/console.js", (c) => c.body(JS, 200, { "Content-Type": "text/javascript; charset=utf-8" }));
+  app.get("/console/static/icon.svg", (c) => c.body(ICON, 200, { "Content-Type": "image/svg+xml" }));
 
   app.get("/console/login", async (c) => ((await sessionOf(c, keys)) ? c.redirect("/console", 303) : loginPage(c)));
   app.post("/console/login", async (c) => {
@@ -87,7 +88,8 @@ export function consoleRoutes(serving: McpServing, keys: KeyRing): Hono<AppEnv> 
     if (!caller || caller.principal !== "admin") {
       const why = !key ? "Enter an admin key" : isUserKey(`Bearer ${key}`) || caller?.principal === "agent" ? "Only an admin key can log in" : "Invalid key";
       await recordAudit(ctx, { caller: caller ?? { principal: "anonymous", label: "anonymous" }, action: "console_login", target: "", outcome: "unauthorized", detail: why });
-      return loginPage(c, why, caller ? 403 : 401);
+      // A key the registry knows but that is not an admin's is forbidden; anything else is not a key.
+      return loginPage(c, why, caller || isUserKey(`Bearer ${key}`) ? 403 : 401);
     }
     await openSession(c, caller.label);
     await recordAudit(ctx, { caller: { ...caller, label: `${caller.label}/console` }, action: "console_login", target: "", outcome: "ok" });

@@ -23,6 +23,7 @@ export function Layout(props: { title: string; path: string; session: Session | 
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>{`${props.title} · MCP Registry`}</title>
+        <link rel="icon" href="/console/static/icon.svg" />
         <link rel="stylesheet" href="/console/static/console.css" />
         <script src="/console/static/console.js" defer />
       </head>

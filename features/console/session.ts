@@ -73,6 +73,8 @@ export async function setFlash(ctx: Ctx, session: Session, flash: string | null)
 
 /** True when a form's token is the session's (compared in constant time). */
 export function validCsrf(session: Session, token: unknown): boolean {
-  if (typeof token !== "string" || token.length !== session.csrf.length) return false;
-  return timingSafeEqual(Buffer.from(token), Buffer.from(session.csrf));
+  if (typeof token !== "string") return false;
+  const [given, expected] = [Buffer.from(token), Buffer.from(session.csrf)];
+  // Byte lengths, not string lengths: "é" is one character and two bytes.
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
