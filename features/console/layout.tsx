@@ -86,3 +86,17 @@ export function ToolForm(props: { session: Session; tool: string; back: string; 
     </Form>
   );
 }
+
+/** A table with a header row: each heading a label, or [label, class] (e.g. "num" for a right-aligned count). */
+export function Table(props: { head: (string | [string, string])[]; children: Child }) {
+  return (
+    <table>
+      <thead>
+        <tr>
+          {props.head.map((h) => (typeof h === "string" ? <th>{h}</th> : <th class={h[1]}>{h[0]}</th>))}
+        </tr>
+      </thead>
+      <tbody>{props.children}</tbody>
+    </table>
+  );
+}

@@ -2,7 +2,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { read, runTool, textOf } from "./actions.ts";
 import type { Page, PageArgs } from "./console.tsx";
-import { Form, ToolForm } from "./layout.tsx";
+import { Form, Table, ToolForm } from "./layout.tsx";
 
 type Role = { name: string; default_system_prompt: string };
 type Tool = { id: number; name: string; description: string; roles: string[]; held?: true };
@@ -166,41 +166,31 @@ export const usersPage: Page = async ({ c, serving, session }) => {
     title: "Users",
     body: (
       <>
-        <table>
-          <thead>
+        <Table head={["User", "Role", "Change the role", ""]}>
+          {users.map(([user, role]) => (
             <tr>
-              <th>User</th>
-              <th>Role</th>
-              <th>Change the role</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {users.map(([user, role]) => (
-              <tr>
-                <td>{user}</td>
-                <td>{role || <span class="muted">none</span>}</td>
-                <td>
-                  <ToolForm session={session} tool="assign_role_to_user" back="/console/users" fields={{ user_id: user }} class="inline">
-                    <RoleSelect selected={role} />{" "}
+              <td>{user}</td>
+              <td>{role || <span class="muted">none</span>}</td>
+              <td>
+                <ToolForm session={session} tool="assign_role_to_user" back="/console/users" fields={{ user_id: user }} class="inline">
+                  <RoleSelect selected={role} />{" "}
+                  <button type="submit" class="quiet">
+                    Assign
+                  </button>
+                </ToolForm>
+              </td>
+              <td>
+                {role && (
+                  <ToolForm session={session} tool="remove_role_from_user" back="/console/users" fields={{ user_id: user }} class="inline">
                     <button type="submit" class="quiet">
-                      Assign
+                      Remove role
                     </button>
                   </ToolForm>
-                </td>
-                <td>
-                  {role && (
-                    <ToolForm session={session} tool="remove_role_from_user" back="/console/users" fields={{ user_id: user }} class="inline">
-                      <button type="submit" class="quiet">
-                        Remove role
-                      </button>
-                    </ToolForm>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+                )}
+              </td>
+            </tr>
+          ))}
+        </Table>
         {users.length === 0 && <p class="muted">No user yet.</p>}
         <h2>Give a user a role</h2>
         <ToolForm session={session} tool="assign_role_to_user" back="/console/users">
@@ -279,34 +269,23 @@ export const keysPage: Page = async ({ c, serving, session }) => {
     title: "User keys",
     body: (
       <>
-        <table>
-          <thead>
+        <Table head={["User", "Label", "Created", "Last used", ""]}>
+          {keys.map((k) => (
             <tr>
-              <th>User</th>
-              <th>Label</th>
-              <th>Created</th>
-              <th>Last used</th>
-              <th />
+              <td>{k.user_id}</td>
+              <td>{k.label}</td>
+              <td>{when(k.created_at)}</td>
+              <td>{when(k.last_used_at)}</td>
+              <td>
+                <ToolForm session={session} tool="revoke_user_key" back="/console/keys" fields={{ user_id: k.user_id, label: k.label }} class="inline">
+                  <button type="submit" class="danger">
+                    Revoke
+                  </button>
+                </ToolForm>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {keys.map((k) => (
-              <tr>
-                <td>{k.user_id}</td>
-                <td>{k.label}</td>
-                <td>{when(k.created_at)}</td>
-                <td>{when(k.last_used_at)}</td>
-                <td>
-                  <ToolForm session={session} tool="revoke_user_key" back="/console/keys" fields={{ user_id: k.user_id, label: k.label }} class="inline">
-                    <button type="submit" class="danger">
-                      Revoke
-                    </button>
-                  </ToolForm>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
         {keys.length === 0 && <p class="muted">No user key yet.</p>}
         <h2>Issue a key</h2>
         <ToolForm session={session} tool="create_user_key" back="/console/keys">
@@ -368,30 +347,18 @@ export const auditPage: Page = async ({ c, serving, session }) => {
             <button type="submit">Filter</button> <a href="/console/audit">Clear</a>
           </fieldset>
         </form>
-        <table>
-          <thead>
+        <Table head={["At", "Actor", "Action", "Target", "Outcome", "Detail"]}>
+          {page.events.map((e) => (
             <tr>
-              <th>At</th>
-              <th>Actor</th>
-              <th>Action</th>
-              <th>Target</th>
-              <th>Outcome</th>
-              <th>Detail</th>
+              <td>{when(e.at)}</td>
+              <td>{e.actor}</td>
+              <td>{e.action}</td>
+              <td>{e.target}</td>
+              <td class={e.outcome === "ok" ? "status-ok" : "status-unreachable"}>{e.outcome}</td>
+              <td>{e.detail}</td>
             </tr>
-          </thead>
-          <tbody>
-            {page.events.map((e) => (
-              <tr>
-                <td>{when(e.at)}</td>
-                <td>{e.actor}</td>
-                <td>{e.action}</td>
-                <td>{e.target}</td>
-                <td class={e.outcome === "ok" ? "status-ok" : "status-unreachable"}>{e.outcome}</td>
-                <td>{e.detail}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
         {page.events.length === 0 && <p class="muted">No event matches.</p>}
         <p class="pager">
           {before && <a href={`/console/audit?${query(filters)}`}>Newest</a>}

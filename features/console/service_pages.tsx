@@ -2,7 +2,7 @@
 import { gatewayActivity } from "../audit/audit.ts";
 import { read } from "./actions.ts";
 import type { Page } from "./console.tsx";
-import { ToolForm } from "./layout.tsx";
+import { Table, ToolForm } from "./layout.tsx";
 
 type ServiceRow = { service_name: string; endpoint: string; description: string; status: "ok" | "unreachable"; last_discovered_at: string | null; last_error: string | null; consecutive_failures: number };
 type ServiceDetails = ServiceRow & { transport: string; requires_authorization: boolean; method_authorization: string; has_discovery_token: boolean; tools: number };
@@ -122,40 +122,27 @@ export const servicesPage: Page = async ({ c, serving, session }) => {
     title: "Services",
     body: (
       <>
-        <table>
-          <thead>
+        <Table head={["Service", "Endpoint", "Health", "Last discovery", "Last error", ["Tools", "num"], ""]}>
+          {details.map((s) => (
             <tr>
-              <th>Service</th>
-              <th>Endpoint</th>
-              <th>Health</th>
-              <th>Last discovery</th>
-              <th>Last error</th>
-              <th class="num">Tools</th>
-              <th />
+              <td>
+                <a href={servicePath(s.service_name)}>{s.service_name}</a>
+              </td>
+              <td>{s.endpoint}</td>
+              <td class={`status-${s.status}`}>{s.status}</td>
+              <td>{when(s.last_discovered_at)}</td>
+              <td>{s.last_error ?? ""}</td>
+              <td class="num">{s.tools}</td>
+              <td>
+                <ToolForm session={session} tool="refresh_service" back="/console/services" fields={{ service_name: s.service_name }} busy="Refreshing…" class="inline">
+                  <button type="submit" class="quiet">
+                    Refresh
+                  </button>
+                </ToolForm>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {details.map((s) => (
-              <tr>
-                <td>
-                  <a href={servicePath(s.service_name)}>{s.service_name}</a>
-                </td>
-                <td>{s.endpoint}</td>
-                <td class={`status-${s.status}`}>{s.status}</td>
-                <td>{when(s.last_discovered_at)}</td>
-                <td>{s.last_error ?? ""}</td>
-                <td class="num">{s.tools}</td>
-                <td>
-                  <ToolForm session={session} tool="refresh_service" back="/console/services" fields={{ service_name: s.service_name }} busy="Refreshing…" class="inline">
-                    <button type="submit" class="quiet">
-                      Refresh
-                    </button>
-                  </ToolForm>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
         {services.length === 0 && <p class="muted">No service yet: add one below.</p>}
         <h2>Add a service</h2>
         <ToolForm session={session} tool="add_service" back="/console/services" busy="Discovering…">
@@ -203,40 +190,30 @@ export const servicePage: Page = async ({ c, serving, session }) => {
         </ToolForm>{" "}
         <a href={`${back}/remove`}>Remove…</a>
         <h2>Tools ({tools.length})</h2>
-        <table>
-          <thead>
+        <Table head={[["Id", "num"], "Tool", "Roles", "Definition"]}>
+          {tools.map((t) => (
             <tr>
-              <th class="num">Id</th>
-              <th>Tool</th>
-              <th>Roles</th>
-              <th>Definition</th>
+              <td class="num">{t.id}</td>
+              <td>
+                <strong>{t.name}</strong>
+                {t.title && <div>{t.title}</div>}
+                <div class="muted">{t.description}</div>
+                {t.held && (
+                  <div class="flags">
+                    held for review{t.flags?.length ? `: ${t.flags.join(", ")}` : ""} (<a href="/console/changes">tool changes</a>)
+                  </div>
+                )}
+              </td>
+              <td>{t.roles.length ? t.roles.join(", ") : <span class="muted">none</span>}</td>
+              <td>
+                <details>
+                  <summary>schemas</summary>
+                  <pre>{JSON.stringify({ inputSchema: t.input_schema, outputSchema: t.output_schema, annotations: t.annotations }, null, 2)}</pre>
+                </details>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {tools.map((t) => (
-              <tr>
-                <td class="num">{t.id}</td>
-                <td>
-                  <strong>{t.name}</strong>
-                  {t.title && <div>{t.title}</div>}
-                  <div class="muted">{t.description}</div>
-                  {t.held && (
-                    <div class="flags">
-                      held for review{t.flags?.length ? `: ${t.flags.join(", ")}` : ""} (<a href="/console/changes">tool changes</a>)
-                    </div>
-                  )}
-                </td>
-                <td>{t.roles.length ? t.roles.join(", ") : <span class="muted">none</span>}</td>
-                <td>
-                  <details>
-                    <summary>schemas</summary>
-                    <pre>{JSON.stringify({ inputSchema: t.input_schema, outputSchema: t.output_schema, annotations: t.annotations }, null, 2)}</pre>
-                  </details>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
         <h2>Update</h2>
         <ToolForm session={session} tool="update_service" back={back} fields={{ service_name: name }} busy="Discovering…">
           <fieldset>
