@@ -6,6 +6,8 @@ import { consoleRoutes } from "./features/console/console.tsx";
 import { credentials } from "./features/credentials/credentials.ts";
 import { gateway } from "./features/gateway/gateway.ts";
 import { health } from "./features/health/health.ts";
+import { httpMetrics, metrics } from "./features/metrics/metrics.ts";
+import { openapi } from "./features/openapi/openapi.ts";
 import { registryApi } from "./features/registry_api/servers.ts";
 import { roles } from "./features/roles/roles.ts";
 import { services } from "./features/services/services.ts";
@@ -22,7 +24,7 @@ import { createLog, type Log } from "./shared/log.ts";
 import { mcpHandler, type ToolDef } from "./shared/mcp.ts";
 
 /** The registry's features, in the order tools/list shows their tools. */
-const FEATURES: Feature[] = [health, services, toolPinning, credentials, roles, users, userKeys, audit, gateway, registryApi];
+const FEATURES: Feature[] = [health, services, toolPinning, credentials, roles, users, userKeys, audit, gateway, registryApi, openapi, metrics];
 
 /** Every MCP tool of the registry, in the order tools/list shows them. */
 export const allTools: ToolDef[] = FEATURES.flatMap((f) => f.tools ?? []);
@@ -36,7 +38,8 @@ export function createApp(ctx: Ctx, keys: KeyRing): Hono<AppEnv> {
   const app = new Hono<AppEnv>({ strict: false });
   app.onError(onHttpError);
   app.notFound((c) => errorJson(c, 404, { code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }));
-  app.use("*", accessMiddleware(ctx, keys), limitBody());
+  // Metrics first, so that what access refuses is counted too.
+  app.use("*", httpMetrics(), accessMiddleware(ctx, keys), limitBody());
   app.all("/mcp", mcpHandler(registryMcp));
   for (const feature of FEATURES) if (feature.routes) app.route("/", feature.routes);
   // The web console acts through the same tool pipeline as /mcp, and logs in with the same keys.

@@ -75,6 +75,9 @@ const VARIABLES = {
     ),
     fallback: "local.mcp-registry",
   },
+  LOG_FORMAT: { schema: v.picklist(["text", "json"], 'must be "text" or "json"'), fallback: "text" },
+  // Opens GET /metrics besides the admin keys, e.g. for a Prometheus scraper that should not hold one.
+  REGISTRY_METRICS_KEY: { schema: orNone(keyList()), fallback: "" },
   REGISTRY_CONSOLE_IDLE: {
     schema: secondsWithin(60, 86400),
     fallback: "1800",
@@ -196,6 +199,10 @@ const ConfigSchema = v.pipe(
     gatewayTimeoutMs: seconds(e.REGISTRY_GATEWAY_TIMEOUT),
     /** REGISTRY_TOOL_CHANGES: "hold" (a tool whose definition changed downstream is withheld until approved) or "accept" (served at once, still recorded). */
     toolChanges: e.REGISTRY_TOOL_CHANGES,
+    /** LOG_FORMAT: "text" (one line per event, for people) or "json" (one JSON object per line, for log shippers). */
+    logFormat: e.LOG_FORMAT,
+    /** REGISTRY_METRICS_KEY: keys (comma-separated, 16+ characters) that may read GET /metrics, besides admin keys. */
+    metricsKeys: e.REGISTRY_METRICS_KEY ?? [],
     /** REGISTRY_CONSOLE_IDLE: how long a web console session lasts without a request before it ends. */
     consoleIdleMs: seconds(e.REGISTRY_CONSOLE_IDLE),
     /** REGISTRY_NAMESPACE: the reverse-DNS namespace of the registry API's server names (<namespace>/<service>). */
@@ -231,7 +238,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const issue = result.issues[0];
     const name = String(issue.path?.[0]?.key);
     // Never echo a key back, even a malformed one, nor a database URL (it may carry a password).
-    const shown = name.endsWith("_KEYS") || name.startsWith("REGISTRY_SECRET") || name === "DATABASE_URL" ? "" : ` (got "${raw[name]}")`;
+    const shown = name.endsWith("_KEYS") || name.endsWith("_KEY") || name.startsWith("REGISTRY_SECRET") || name === "DATABASE_URL" ? "" : ` (got "${raw[name]}")`;
     throw new ConfigError(`Invalid configuration: ${name} ${issue.message}${shown}`);
   }
   const config = result.output;
@@ -271,4 +278,12 @@ export function readDotEnv(path: string, env: Record<string, string | undefined>
     const value = quoted ? quoted[2] : m[2].replace(/\s+#.*$/, "");
     if (env[m[1]] === undefined) env[m[1]] = value;
   }
+}
+
+/** Every variable with its default, one `NAME (default: X)` a line, for --help; keys and secrets (no default) show "none". */
+export function variablesHelp(): string {
+  const secret = (name: string) => name.endsWith("_KEYS") || name.endsWith("_KEY") || name.startsWith("REGISTRY_SECRET");
+  return Object.entries(VARIABLES)
+    .map(([name, { fallback }]) => `${name} (default: ${fallback === "" || secret(name) ? "none" : fallback})`)
+    .join("\n");
 }

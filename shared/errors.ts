@@ -31,12 +31,26 @@ export class AppError extends Error {
 // PostgreSQL's connection classes (08, 57P0x, 53300 too many connections, 3D000 database gone), postgres.js' and Node's own codes.
 const UNREACHABLE = /^(08...|57P0[1-3]|53300|3D000|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|CONNECTION_(CLOSED|ENDED|DESTROYED)|CONNECT_TIMEOUT)$/;
 
+/**
+ * The database errors this process met, for features/metrics: `unreachable`, each error recognizeError maps
+ * to "unavailable" (counted once, however often it is looked at); `busy`, each wait for a local SQLite
+ * file's write lock that ran out (shared/db/sqlite.ts).
+ */
+export const databaseErrors = { unreachable: 0, busy: 0 };
+const counted = new WeakSet<object>();
+
 /** The AppError an expected failure of the platform stands for (an unreachable database), or the error itself. */
 export function recognizeError(err: unknown): unknown {
   if (err instanceof AppError) return err;
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; e = e.cause as typeof e, depth++) {
     if (e instanceof AppError) return e;
-    if (typeof e.code === "string" && UNREACHABLE.test(e.code)) return new AppError("unavailable", "The database is unavailable; try again", 503);
+    if (typeof e.code === "string" && UNREACHABLE.test(e.code)) {
+      if (!counted.has(err as object)) {
+        counted.add(err as object);
+        databaseErrors.unreachable++;
+      }
+      return new AppError("unavailable", "The database is unavailable; try again", 503);
+    }
   }
   return err;
 }

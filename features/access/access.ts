@@ -15,6 +15,7 @@ import { createMcpServer, listTools, type McpServing, type ToolDef } from "../..
 import { UserId } from "../../shared/names.ts";
 import { validate } from "../../shared/validate.ts";
 import { audited, auditTarget, recordAudit } from "../audit/audit.ts";
+import { countToolCall, outcomeOf } from "../metrics/metrics.ts";
 import { isUserKey, resolveUserKey } from "../user_keys/user_keys.ts";
 
 export type { Caller, Principal };
@@ -29,6 +30,8 @@ const RANK: Record<Principal, number> = { anonymous: 0, user: 1, agent: 2, admin
 const RULES: Record<string, Principal> = {
   "GET /health": "anonymous",
   "GET /ready": "anonymous",
+  // The description of the HTTP API (features/openapi): public, as the routes it describes are known anyway.
+  "GET /openapi.json": "anonymous",
   // The connect page: its one-time code is the credential (features/gateway/connect.ts).
   CONNECT: "anonymous",
   // The web console: its own login and session cookie (features/console); the browser rules apply as everywhere.
@@ -37,6 +40,8 @@ const RULES: Record<string, Principal> = {
   GATEWAY: "user",
   // The registry API (features/registry_api): reads, filtered to a user's services for a user key or X-Registry-User.
   REGISTRY_API: "user",
+  // GET /metrics (features/metrics): an admin key, or a key of REGISTRY_METRICS_KEY, which opens nothing else.
+  METRICS: "admin",
   "tool list_services": "agent",
   "tool get_tools": "agent",
   "tool get_service": "agent",
@@ -63,6 +68,8 @@ export type KeyRing = {
   mode: "keys" | "development" | "off";
   /** True while a key of this label is configured (a console session lives only as long as its key). */
   has(label: string): boolean;
+  /** The reader for a key of REGISTRY_METRICS_KEY (it opens GET /metrics only), or null. */
+  metricsReader(authorization: string | undefined): Caller | null;
 };
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
@@ -73,7 +80,19 @@ export function createKeyRing(config: Config): KeyRing {
     ...config.adminKeys.map((k) => ({ principal: "admin" as const, hash: digest(k) })),
     ...config.agentKeys.map((k) => ({ principal: "agent" as const, hash: digest(k) })),
   ].map((k) => ({ ...k, caller: { principal: k.principal, label: `${k.principal}:${k.hash.toString("hex").slice(0, 8)}` } }));
-  if (config.auth === "off") return { mode: "off", resolve: () => ({ principal: "admin", label: "auth-off" }), has: (label) => label === "auth-off" };
+  // A metrics key is no principal: it reads /metrics, as "anonymous" with its own label, and nothing else.
+  const metricsKeys = config.metricsKeys.map(digest).map((hash) => ({ hash, caller: { principal: "anonymous" as const, label: `metrics:${hash.toString("hex").slice(0, 8)}` } }));
+  // Compares against every key in constant time so timing tells nothing about which one matched.
+  const match = (list: { hash: Buffer; caller: Caller }[], authorization: string): Caller | null => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!m) return null;
+    const presented = digest(m[1]);
+    let found: Caller | null = null;
+    for (const k of list) if (timingSafeEqual(presented, k.hash) && !found) found = k.caller;
+    return found;
+  };
+  const noReader = () => null;
+  if (config.auth === "off") return { mode: "off", resolve: () => ({ principal: "admin", label: "auth-off" }), has: (label) => label === "auth-off", metricsReader: noReader };
   if (keys.length === 0) {
     if (!isLoopback(config.host)) {
       throw new Error(
@@ -81,22 +100,14 @@ export function createKeyRing(config: Config): KeyRing {
           `or bind to 127.0.0.1 (MCP_HOST), or set REGISTRY_AUTH=off to accept anyone as admin`,
       );
     }
-    return { mode: "development", resolve: () => ({ principal: "admin", label: "development" }), has: (label) => label === "development" };
+    return { mode: "development", resolve: () => ({ principal: "admin", label: "development" }), has: (label) => label === "development", metricsReader: noReader };
   }
   const labels = new Set(keys.map((k) => k.caller.label));
   return {
     mode: "keys",
     has: (label) => labels.has(label),
-    resolve(authorization) {
-      if (!authorization) return { principal: "anonymous", label: "anonymous" };
-      const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-      if (!m) return null;
-      const presented = digest(m[1]);
-      // Compare against every key in constant time so timing tells nothing about which one matched.
-      let found: Caller | null = null;
-      for (const k of keys) if (timingSafeEqual(presented, k.hash) && !found) found = k.caller;
-      return found;
-    },
+    resolve: (authorization) => (authorization ? match(keys, authorization) : { principal: "anonymous", label: "anonymous" }),
+    metricsReader: (authorization) => (authorization && metricsKeys.length > 0 ? match(metricsKeys, authorization) : null),
   };
 }
 
@@ -140,6 +151,13 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
       c.set("caller", caller ?? { principal: "anonymous", label: "anonymous" });
       return next();
     }
+    // A key that is no caller's may be a metrics key: it opens GET /metrics, and is refused everywhere else.
+    const reader = caller === null ? keys.metricsReader(authorization) : null;
+    if (reader) {
+      if (rule !== "METRICS") throw new AppError("forbidden", "A metrics key (REGISTRY_METRICS_KEY) opens only GET /metrics");
+      c.set("caller", reader);
+      return next();
+    }
     if (!caller || caller.principal === "anonymous") {
       c.header("WWW-Authenticate", 'Bearer realm="mcp-registry"');
       throw new AppError("unauthorized", caller ? "Authentication required: send Authorization: Bearer <key>" : "Invalid API key");
@@ -155,13 +173,14 @@ export function accessMiddleware(ctx: Ctx, keys: KeyRing): MiddlewareHandler<App
 const USER_KEY_ONLY = "A user key opens only the gateway (POST /gateway/mcp) and the registry API (GET /v0.1/servers)";
 
 /**
- * The rule (see RULES) a request falls under: the MCP endpoints and the connect page by path whatever the
- * method (they answer a wrong method themselves), the registry API's reads by prefix, every other route by
- * method and path.
+ * The rule (see RULES) a request falls under: the MCP endpoints, /metrics and the connect page by path
+ * whatever the method (they answer a wrong method themselves), the registry API's reads by prefix, every
+ * other route by method and path.
  */
 export function ruleOf(method: string, path: string): string {
   if (path === "/mcp") return "MCP";
   if (path === "/gateway/mcp") return "GATEWAY";
+  if (path === "/metrics") return "METRICS";
   if (path.startsWith("/connect/")) return "CONNECT";
   if (path === "/console" || path.startsWith("/console/")) return "CONSOLE";
   if (method === "GET" && (path === "/v0.1/servers" || path.startsWith("/v0.1/servers/"))) return "REGISTRY_API";
@@ -250,10 +269,12 @@ async function callTool(ctx: Ctx, tools: Map<string, ToolDef>, caller: Caller, n
   try {
     // Every call of a tool that changes something is audited, allowed or not, succeeded or not.
     const entry = { caller, action: name, target: auditTarget(args) };
-    if (!tool?.annotations.readOnlyHint) return await audited(ctx, entry, run);
-    return await run({ entry: { ...entry, outcome: "ok" }, written: true });
+    const result = tool?.annotations.readOnlyHint ? await run({ entry: { ...entry, outcome: "ok" }, written: true }) : await audited(ctx, entry, run);
+    countToolCall(tool?.name, "ok");
+    return result;
   } catch (thrown) {
     const err = recognizeError(thrown);
+    countToolCall(tool?.name, outcomeOf(err));
     // The id ties the caller's "Internal error (request …)" to the log line; only errors need one.
     const requestId = crypto.randomUUID().slice(0, 8);
     if (!(err instanceof AppError)) ctx.log.error("Internal error", { requestId, tool: name, error: describeForLog(err) });

@@ -26,7 +26,7 @@ export const Token = v.pipe(
 const AuthorizeInput = v.object({ service_name: ServiceName, user_id: UserId, token: Token });
 type AuthorizeInput = v.InferOutput<typeof AuthorizeInput>;
 
-const UserServiceInput = v.object({ service_name: ServiceName, user_id: UserId });
+export const UserServiceInput = v.object({ service_name: ServiceName, user_id: UserId });
 type UserServiceInput = v.InferOutput<typeof UserServiceInput>;
 
 /** What /token answers: the credential and how to send it, or "Ok" for a service that needs none. */

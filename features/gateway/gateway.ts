@@ -16,6 +16,7 @@ import type { AppEnv } from "../../shared/http.ts";
 import { answerMcp, notPost, readMcpBody, REGISTRY_VERSION } from "../../shared/mcp.ts";
 import { auditTarget, recordAudit } from "../audit/audit.ts";
 import { openUserToken } from "../credentials/credentials.ts";
+import { countGatewayCall } from "../metrics/metrics.ts";
 import { discoveryHeaders } from "../services/refresh.ts";
 import { type Listed, listingOf, page, roleOf, targetOf } from "./catalogue.ts";
 import { connectRoutes, createConnectLink } from "./connect.ts";
@@ -49,17 +50,22 @@ async function gatewayCall(ctx: Ctx, caller: Caller, name: string, args: Record<
   const started = performance.now();
   const userId = caller.userId!;
   let target = callTarget(userId, undefined, name);
+  let service: string | undefined;
   // Recorded without waiting for the write: the service was called before the event could be written
   // anyway, so waiting would only delay the answer by a commit (an fsync on SQLite), not make the trail more
   // complete. The event is queued at once and written with the next group commit (features/audit).
-  const finish = (outcome: string, detail = "") =>
-    void recordAudit(ctx, { caller, action: "gateway_call", target, outcome, detail: `duration_ms=${Math.round(performance.now() - started)}${detail}` });
+  const finish = (outcome: string, detail = "") => {
+    const ms = performance.now() - started;
+    countGatewayCall(service, outcome, ms / 1000);
+    void recordAudit(ctx, { caller, action: "gateway_call", target, outcome, detail: `duration_ms=${Math.round(ms)}${detail}` });
+  };
   try {
     const roleId = await roleOf(ctx, userId);
     const listed = roleId === null ? undefined : (await listingOf(ctx, roleId)).byName.get(name);
     if (!listed || roleId === null)
       throw new AppError("not_found", `No tool "${name.slice(0, 200)}" for user "${userId}": the gateway offers only the tools attached to the user's role (tools/list)`);
     target = callTarget(userId, listed.service, listed.tool);
+    service = listed.service;
     const result = await callListed(ctx, listed, userId, roleId, args, urlElicitation);
     finish(result.isError ? "tool_error" : "ok");
     return result;

@@ -11,6 +11,7 @@ import * as v from "valibot";
 import type { Caller, Ctx } from "../../shared/context.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type AppEnv, readInput } from "../../shared/http.ts";
+import { transformOrIssue } from "../../shared/validate.ts";
 import type { Feature } from "../../shared/feature.ts";
 import { REGISTRY_VERSION } from "../../shared/mcp.ts";
 import { listingOf, roleOf } from "../gateway/catalogue.ts";
@@ -162,14 +163,16 @@ async function serviceRows(ctx: Ctx, filter: { after?: string; since?: string; n
 const Cursor = v.pipe(
   v.string(),
   v.maxLength(1024, "is not a cursor this registry gave"),
-  v.transform((s) => Buffer.from(s, "base64url").toString()),
-  // What a cursor holds is a service name: never a control character (PostgreSQL refuses NUL in a query).
-  v.regex(/^s:[^\x00-\x1f\x7f-\x9f]*$/, "is not a cursor this registry gave"),
-  v.transform((s) => s.slice(2)),
+  transformOrIssue((cursor) => {
+    const text = Buffer.from(cursor, "base64url").toString();
+    // What a cursor holds is a service name: never a control character (PostgreSQL refuses NUL in a query).
+    if (!/^s:[^\x00-\x1f\x7f-\x9f]*$/.test(text)) throw new Error("is not a cursor this registry gave");
+    return text.slice(2);
+  }),
 );
 const cursorOf = (after: string) => Buffer.from(`s:${after}`).toString("base64url");
 
-const ListInput = v.object({
+export const ListInput = v.object({
   cursor: v.optional(Cursor),
   limit: v.optional(
     v.pipe(

@@ -29,11 +29,11 @@ const ToolRoleInput = v.object({ tool_id: ToolId, role_name: RoleName });
 type ToolRoleInput = v.InferOutput<typeof ToolRoleInput>;
 
 /** Body of POST /tools_for_role: the role must be named. */
-const ToolsForRoleInput = v.object({ role: RoleName });
+export const ToolsForRoleInput = v.object({ role: RoleName });
 type ToolsForRoleInput = v.InferOutput<typeof ToolsForRoleInput>;
 
 /** Body of POST /system_prompt_for_role: "" (a user without a role) is allowed and has the prompt "". */
-const PromptForRoleInput = v.object({ role: RoleNameOrNone });
+export const PromptForRoleInput = v.object({ role: RoleNameOrNone });
 type PromptForRoleInput = v.InferOutput<typeof PromptForRoleInput>;
 
 const RoleRow = v.object({ name: v.string(), default_system_prompt: v.string() });

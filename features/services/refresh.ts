@@ -4,6 +4,7 @@ import type { Ctx } from "../../shared/context.ts";
 import { reencryptSecrets } from "../../shared/crypto.ts";
 import type { Tables } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
+import { countRefresh, outcomeOf, type RefreshTrigger } from "../metrics/metrics.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import { definitionColumns, digestOf } from "../tool_pinning/definition.ts";
 import { changeStatements, namesOf, type PinnedTool, planChanges } from "../tool_pinning/pinning.ts";
@@ -154,8 +155,14 @@ async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, erro
  * Discovers a stored service again with its discovery token and applies the difference. A failed
  * discovery (a service past a limit too) is recorded (health) and thrown; the tools stay. Calls the reread
  * hook when something changed. Tools discovery skipped are not part of the catalogue: a stored one goes.
+ * Counted in features/metrics by `trigger` and outcome.
  */
-export async function refreshStoredService(ctx: Ctx, service: StoredService, signal?: AbortSignal): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
+export async function refreshStoredService(
+  ctx: Ctx,
+  service: StoredService,
+  signal?: AbortSignal,
+  trigger: RefreshTrigger = "manual",
+): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
   const action = `refresh service "${service.name}"`;
   let found: Discovery;
   try {
@@ -169,6 +176,7 @@ export async function refreshStoredService(ctx: Ctx, service: StoredService, sig
     });
   } catch (err) {
     if (signal?.aborted) throw err;
+    countRefresh(trigger, outcomeOf(err));
     // Whatever failed is recorded in the service's health; an unexpected failure in words that leak nothing.
     const known = err instanceof AppError;
     const reason = !known
@@ -179,7 +187,11 @@ export async function refreshStoredService(ctx: Ctx, service: StoredService, sig
     await recordFailure(ctx, service.id, service.endpoint, reason);
     throw known ? new AppError(err.code, `Cannot ${action}: ${reason}`) : err;
   }
-  const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, {}, action);
+  const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, {}, action).catch((err) => {
+    countRefresh(trigger, outcomeOf(err));
+    throw err;
+  });
+  countRefresh(trigger, "ok");
   if (hasChanges(diff)) notifyCatalogueChanged(ctx);
   return { ...diff, tools: found.tools.length, skipped: found.skipped };
 }
@@ -284,7 +296,7 @@ async function claimDue(ctx: Ctx, running: Map<number, Promise<void>>, signal: A
 async function runClaimed(ctx: Ctx, service: StoredService, lease: string, signal: AbortSignal): Promise<void> {
   const { services } = ctx.tables;
   try {
-    const { skipped, held } = await refreshStoredService(ctx, service, signal);
+    const { skipped, held } = await refreshStoredService(ctx, service, signal, "background");
     if (service.status !== "ok") ctx.log.info(`Service "${service.name}" is reachable again`);
     // A tool held for review is withheld from agents until an admin looks: the log tells the operator.
     if (held.length) ctx.log.warn(`Service "${service.name}" changed tools; held until an admin approves (list_tool_changes)`, { tools: held.join(", ") });

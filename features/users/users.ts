@@ -13,11 +13,11 @@ import { defineTool } from "../../shared/mcp.ts";
 const UserRoleInput = v.object({ user_id: UserId, role_name: RoleName });
 type UserRoleInput = v.InferOutput<typeof UserRoleInput>;
 
-const UserIdInput = v.object({ user_id: UserId });
+export const UserIdInput = v.object({ user_id: UserId });
 type UserIdInput = v.InferOutput<typeof UserIdInput>;
 
 /** Body of POST /register_user: role_name may be left out (or "" / null), then the role is not touched. */
-const RegisterUserInput = v.object({
+export const RegisterUserInput = v.object({
   user_id: UserId,
   role_name: v.nullish(RoleNameOrNone, ""),
 });

@@ -15,7 +15,7 @@
  */
 import { closeSync, openSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AppError } from "../errors.ts";
+import { AppError, databaseErrors } from "../errors.ts";
 
 type NativeStatement = {
   reader: boolean;
@@ -59,6 +59,7 @@ const isConstraint = (err: unknown) => String((err as { code?: unknown })?.code 
 
 /** The error a caller sees when the wait for the write lock ran out. */
 function busyError(seconds: number): AppError {
+  databaseErrors.busy++;
   return new AppError("unavailable", `The database is busy (another process has held its write lock for ${seconds} s); try again`, 503);
 }
 
