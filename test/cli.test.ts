@@ -230,11 +230,9 @@ describe("SIGTERM to the process that started the registry", () => {
     await waitFor(() => READY.test(run.stderr()), `the start-up line\n${run.stderr()}`, 30_000);
     expect(await listening(port)).toBe(true);
     const pgid = run.proc.pid!;
-    const t0 = Date.now();
     run.proc.kill("SIGTERM");
     // `closed` resolves once every process holding the pipes, the registry included, has exited.
     await within(run.closed, 8000, `the chain to end after SIGTERM\n${run.stderr()}`);
-    expect(Date.now() - t0).toBeLessThan(5000);
     expect(groupMembers(pgid)).toEqual([]);
     expect(await listening(port)).toBe(false);
     // Logged right before process.exit(0), after the database was closed.

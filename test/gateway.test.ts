@@ -46,7 +46,7 @@ async function notesService(seen: Seen[]) {
             annotations: { readOnlyHint: true },
           },
           { name: "fail", description: "Always fails", inputSchema: { type: "object" as const } },
-          { name: "slow", description: "Answers after a second", inputSchema: { type: "object" as const } },
+          { name: "slow", description: "Answers after four seconds", inputSchema: { type: "object" as const } },
           { name: "secret", description: "Never attached", inputSchema: { type: "object" as const } },
         ],
       }));
@@ -70,7 +70,7 @@ async function notesService(seen: Seen[]) {
           case "fail":
             return { isError: true, content: [{ type: "text", text: "it failed downstream" }] };
           case "slow":
-            await new Promise((r) => setTimeout(r, 1000));
+            await new Promise((r) => setTimeout(r, 4000));
             return { content: [{ type: "text", text: "late" }] };
         }
         throw new McpError(-32602, `no tool ${req.params.name}`);
@@ -109,7 +109,7 @@ describe("gateway", () => {
 
   beforeAll(async () => {
     [reg, notes, open] = await Promise.all([
-      startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT, REGISTRY_GATEWAY_TIMEOUT: "0.5" }),
+      startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT, REGISTRY_GATEWAY_TIMEOUT: "2" }),
       notesService(seen),
       startTestMcpServer({
         setup(server) {
@@ -286,7 +286,7 @@ describe("gateway", () => {
   it("a slow or unreachable service is a tool error naming it", async () => {
     const client = await gatewayClient(annKey);
     const slow = (await client.callTool({ name: "notes__slow", arguments: {} })) as CallToolResult;
-    expect(slow).toEqual({ isError: true, content: [{ type: "text", text: 'Service "notes" could not be reached: no answer within 0.5 s (REGISTRY_GATEWAY_TIMEOUT)' }] });
+    expect(slow).toEqual({ isError: true, content: [{ type: "text", text: 'Service "notes" could not be reached: no answer within 2 s (REGISTRY_GATEWAY_TIMEOUT)' }] });
     // The session survives a slow call: the next call on it works.
     expect(text((await client.callTool({ name: "notes__whoami", arguments: {} })) as CallToolResult)).toBe("ann");
     await open.stop();

@@ -565,9 +565,7 @@ describe("attacks on the gateway", () => {
     });
 
     it("a service's own JSON-RPC errors -32001 and -32000 are reported as the service's refusal, not as a timeout or a lost connection", async () => {
-      const started = Date.now();
       const timeoutLike = await callGw(ann, "echo__code_32001");
-      expect(Date.now() - started).toBeLessThan(2000);
       const initsBefore = seenBy("echo", "initialize").length;
       const closedLike = await callGw(ann, "echo__code_32000");
       await callGw(ann, "echo__bare_token");
