@@ -141,6 +141,12 @@ describe("deno task start", () => {
     const page = await fetch(`${url}/console/services`, { headers: { cookie } });
     expect(page.headers.get("content-security-policy")).toContain("default-src 'none'");
     expect(await page.text()).toContain('<a href="/console/services/everything">everything</a>');
+    // The API's description and the metrics on Deno: the document lists the routes, the metrics count what happened.
+    const openapi = (await (await fetch(`${url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(["/token", "/v0.1/servers", "/metrics"]));
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/^mcp_registry_info\{version="[^"]+",runtime="deno",/m);
+    expect(metrics).toMatch(/^mcp_registry_tool_calls_total\{tool="add_service",outcome="ok"\} 2$/m);
     await call(client, "detach_role_from_tool", { tool_id: echo.id, role_name: "support" });
     const detached = await fetch(`${url}/tools_for_role`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "support" }) });
     expect(await detached.json()).toEqual({ tools: [] });
