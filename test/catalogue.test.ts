@@ -31,6 +31,12 @@ async function toolsForRole(reg: TestRegistry, role: string): Promise<{ id: numb
   return (await res.json()).tools;
 }
 
+async function listServices(reg: TestRegistry): Promise<Record<string, { transport: string; url: string }>> {
+  const res = await reg.http("/list_services");
+  expect(res.status).toBe(200);
+  return (await res.json()).services;
+}
+
 async function getTools(reg: TestRegistry, service: string): Promise<{ id: number; name: string; description: string; roles: string[] }[]> {
   const result = await call(await reg.client(), "get_tools", { service_name: service });
   expect(result.isError, text(result)).toBeFalsy();
@@ -129,9 +135,15 @@ describe("answers kept per catalogue generation follow every change (every engin
     expect((await toolsForRole(reg, "analyst"))[0].description).toBe("Edited by hand");
     expect((await getTools(reg, "svc"))[0].description).toBe("Edited by hand");
 
+    // /list_services too: its endpoint and transport changed by hand show at once.
+    expect(await listServices(reg)).toEqual({ svc: { transport: "streamable_http", url: server.url } });
+    await reg.ctx.db.update(services).set({ endpoint: "http://127.0.0.1:1/moved", transport: "sse" }).where(eq(services.name, "svc"));
+    expect(await listServices(reg)).toEqual({ svc: { transport: "sse", url: "http://127.0.0.1:1/moved" } });
+
     await reg.ctx.db.update(services).set({ name: "renamed" }).where(eq(services.name, "svc"));
     expect((await toolsForRole(reg, "analyst"))[0].service_name).toBe("renamed");
     expect((await call(await reg.client(), "get_tools", { service_name: "svc" })).isError).toBe(true);
+    expect(Object.keys(await listServices(reg))).toEqual(["renamed"]);
   });
 
   it("without its catalogue_state row (deleted by hand) nothing is kept, and every answer is current", async () => {
@@ -151,13 +163,21 @@ describe("answers kept per catalogue generation follow every change (every engin
     await admin(reg, "set_role_system_prompt", { role_name: "analyst", default_system_prompt: "Be brief." });
     await admin(reg, "assign_role_to_user", { user_id: "ann", role_name: "analyst" });
     await admin(reg, "update_service", { service_name: "svc", description: "New description" });
-    // A refresh that finds nothing new only records the service's health.
+    // A refresh that finds nothing new only records the service's health (it writes the same transport back).
     await admin(reg, "refresh_service", { service_name: "svc" });
+    await listServices(reg);
     expect(await catalogueGeneration(reg.ctx)).toBe(start);
+    // A new endpoint is a catalogue change: /list_services shows it.
+    const moved = await changingServer(served);
+    await admin(reg, "update_service", { service_name: "svc", endpoint: moved.url });
+    const afterMove = (await catalogueGeneration(reg.ctx))!;
+    expect(afterMove).toBeGreaterThan(start);
+    expect((await listServices(reg)).svc.url).toBe(moved.url);
+    await moved.stop();
 
     await admin(reg, "attach_role_to_tool", { tool_id: ids.beta, role_name: "analyst" });
     const attached = (await catalogueGeneration(reg.ctx))!;
-    expect(attached).toBeGreaterThan(start);
+    expect(attached).toBeGreaterThan(afterMove);
     await admin(reg, "create_role", { role_name: "other" });
     expect(await catalogueGeneration(reg.ctx)).toBeGreaterThan(attached);
   });
@@ -214,6 +234,15 @@ describe("two registries on one database (every engine)", () => {
       await admin(one, "refresh_service", { service_name: "svc" });
       expect((await toolsForRole(two, "analyst"))[0].description).toBe("Alpha v2");
       expect((await getTools(two, "svc"))[0].description).toBe("Alpha v2");
+
+      // /list_services, kept by the other, follows an endpoint moved through this one, and a removal.
+      expect((await listServices(two)).svc.url).toBe(server.url);
+      const moved = await changingServer(served);
+      await admin(one, "update_service", { service_name: "svc", endpoint: moved.url });
+      expect((await listServices(two)).svc.url).toBe(moved.url);
+      await admin(one, "remove_service", { service_name: "svc" });
+      expect(await listServices(two)).toEqual({});
+      await moved.stop();
     } finally {
       await one.stop();
       await two.stop();

@@ -560,11 +560,26 @@ const tools = [
   }),
 ];
 
-/** GET /list_services: {"services": {"<name>": {"transport", "url"}}} — no other key per entry. */
+const encoder = new TextEncoder();
+
+/**
+ * GET /list_services: {"services": {"<name>": {"transport", "url"}}} — no other key per entry. Agents poll
+ * it: the body is kept per catalogue generation (shared/db/answers.ts), which a change of any service's
+ * name, endpoint or transport raises, on any instance (the triggers of migration 0007).
+ */
 const routes = new Hono<AppEnv>().get("/list_services", async (c) => {
-  const out: Record<string, { transport: string; url: string }> = {};
-  for (const s of await listServices(c.get("ctx"))) out[s.name] = { transport: s.transport, url: s.endpoint };
-  return c.json({ services: out });
+  const ctx = c.get("ctx");
+  const body = await fromCatalogue(
+    ctx,
+    "list_services",
+    async () => {
+      const out: Record<string, { transport: string; url: string }> = {};
+      for (const s of await listServices(ctx)) out[s.name] = { transport: s.transport, url: s.endpoint };
+      return encoder.encode(JSON.stringify({ services: out }));
+    },
+    (bytes) => bytes.byteLength,
+  );
+  return c.body(body, 200, { "content-type": "application/json" });
 });
 
 /** Services: tools, /list_services, the start-up check of discovery tokens, the background refresher. */
