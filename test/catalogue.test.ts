@@ -203,7 +203,16 @@ describe("answers kept per catalogue generation follow every change (every engin
     for (let i = 0; i < 1050; i += 50) {
       const answers = await Promise.all(Array.from({ length: 50 }, (_, j) => toolsForRole(reg, `nobody-${i + j}`)));
       expect(answers.every((a) => a.length === 0)).toBe(true);
+      // A role asked all along stays kept: past the bound the least recently used answers go, not all of them.
+      expect((await toolsForRole(reg, "analyst")).map((t) => t.name)).toEqual(["beta"]);
     }
+    const kept = reg.ctx.answers.answers;
+    // Full to the bound, not emptied and refilled.
+    expect(kept.size).toBe(1000);
+    expect(kept.has("tools_for_role analyst")).toBe(true);
+    expect(kept.has("tools_for_role nobody-0")).toBe(false);
+    expect(kept.has("tools_for_role nobody-1049")).toBe(true);
+    expect(reg.ctx.answers.size).toBe([...kept.values()].reduce((n, a) => n + a.size, 0));
     await admin(reg, "detach_role_from_tool", { tool_id: ids.beta, role_name: "analyst" });
     await admin(reg, "attach_role_to_tool", { tool_id: ids.alpha, role_name: "analyst" });
     expect((await toolsForRole(reg, "analyst")).map((t) => t.name)).toEqual(["alpha"]);

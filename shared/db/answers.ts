@@ -12,7 +12,7 @@ type Kept = { generation: number; value: unknown; size: number };
 export type KeptAnswers = { answers: Map<string, Kept>; size: number };
 
 // Bounds on what one registry keeps (keys come from callers: role names need not exist). Over either
-// bound everything is dropped and rebuilt on demand.
+// bound the least recently used answers are dropped until the new one fits; they are rebuilt on demand.
 const MAX_ANSWERS = 1000;
 const MAX_SIZE = 8_000_000;
 
@@ -40,17 +40,31 @@ export async function fromCatalogue<T>(ctx: Ctx, key: string, compute: () => Pro
   // Without its row no trigger can raise the number: every answer is computed anew.
   if (generation === null) return compute();
   const kept = memo.answers.get(key);
-  if (kept && kept.generation === generation) return kept.value as T;
-  const value = await compute();
-  if ((await catalogueGeneration(ctx)) === generation) {
-    const bytes = size(value);
-    if (kept) memo.size -= kept.size;
-    if (memo.answers.size >= MAX_ANSWERS || memo.size + bytes > MAX_SIZE) {
-      memo.answers.clear();
-      memo.size = 0;
-    }
-    memo.answers.set(key, { generation, value, size: bytes });
-    memo.size += bytes;
+  if (kept && kept.generation === generation) {
+    // The map's order is the order of use: the first entry is the least recently used.
+    memo.answers.delete(key);
+    memo.answers.set(key, kept);
+    return kept.value as T;
   }
+  const value = await compute();
+  if ((await catalogueGeneration(ctx)) === generation) keep(memo, key, { generation, value, size: size(value) });
   return value;
+}
+
+// Stores an answer under `key`, first dropping the least recently used ones while either bound would be crossed.
+function keep(memo: KeptAnswers, key: string, answer: Kept): void {
+  const old = memo.answers.get(key);
+  if (old) {
+    memo.answers.delete(key);
+    memo.size -= old.size;
+  }
+  // One answer larger than the whole bound is not kept at all (it would evict everything for nothing).
+  if (answer.size > MAX_SIZE) return;
+  for (const [oldest, dropped] of memo.answers) {
+    if (memo.answers.size < MAX_ANSWERS && memo.size + answer.size <= MAX_SIZE) break;
+    memo.answers.delete(oldest);
+    memo.size -= dropped.size;
+  }
+  memo.answers.set(key, answer);
+  memo.size += answer.size;
 }
