@@ -241,6 +241,20 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
   }
 }
 
+/** A spawned process's output as it comes (stdout and stderr apart), and its exit code once it and every holder of its pipes are gone. */
+export function captured(proc: ChildProcess): { stdout: () => string; stderr: () => string; closed: Promise<number | null> } {
+  let stdout = "";
+  let stderr = "";
+  proc.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  proc.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const closed = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
+  return { stdout: () => stdout, stderr: () => stderr, closed };
+}
+
 /** Runs a process to its end and returns its exit code and combined output. */
 export async function runToExit(
   cmd: string,

@@ -6,7 +6,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { allTools } from "../registry.ts";
-import { call, ENGINE, freePort, freshDatabase, ROOT, startEverything, startTestMcpServer, startTestRegistry, tempDir, TEST_SECRET, text, waitFor } from "./helpers.ts";
+import { call, captured, ENGINE, freePort, freshDatabase, ROOT, startEverything, startTestMcpServer, startTestRegistry, tempDir, TEST_SECRET, text, waitFor } from "./helpers.ts";
 
 // Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
 const CLEAN_ENV = {
@@ -37,15 +37,7 @@ async function sharedDatabase(): Promise<{ url: string; env: Record<string, stri
 /** Spawns a stdio server and talks raw JSON-RPC lines to it, so every byte of its stdout can be checked. */
 function spawnRaw(cmd: string, args: string[], env: Record<string, string>) {
   const proc = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], detached: true });
-  let stdout = "";
-  let stderr = "";
-  proc.stdout!.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  proc.stderr!.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
+  const { stdout, stderr, closed: exited } = captured(proc);
   cleanups.push(async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     try {
@@ -55,7 +47,10 @@ function spawnRaw(cmd: string, args: string[], env: Record<string, string>) {
     }
     await exited;
   });
-  const lines = () => stdout.split("\n").filter((l) => l !== "");
+  const lines = () =>
+    stdout()
+      .split("\n")
+      .filter((l) => l !== "");
   const parse = (line: string) => {
     try {
       return JSON.parse(line);
@@ -66,7 +61,7 @@ function spawnRaw(cmd: string, args: string[], env: Record<string, string>) {
   return {
     proc,
     exited,
-    stderr: () => stderr,
+    stderr,
     /** Every line written to stdout so far, parsed (a non-JSON line shows up as {unparsable}). */
     messages: () => lines().map(parse),
     send: (message: object) => proc.stdin!.write(`${JSON.stringify({ jsonrpc: "2.0", ...message })}\n`),
@@ -76,7 +71,7 @@ function spawnRaw(cmd: string, args: string[], env: Record<string, string>) {
           lines()
             .map(parse)
             .find((m) => m.id === id),
-        `the response to request ${id}\n${stderr}`,
+        `the response to request ${id}\n${stderr()}`,
         60_000,
       ),
   };
