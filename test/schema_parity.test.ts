@@ -33,8 +33,10 @@ async function sqliteShape(store: Store): Promise<Shape> {
     }
   }
   for (const [text] of await rows<[string]>(sql`select sql from sqlite_master where type = 'trigger'`)) {
-    const m = /AFTER (INSERT|DELETE|UPDATE)(?: OF `(\w+)`)? ON `(\w+)`/i.exec(text)!;
-    shape.triggers.push(`${m[3]} ${m[1].toLowerCase()}${m[2] ? ` of ${m[2]}` : ""}`);
+    // AFTER UPDATE OF `a`, `b` ON `t`: the columns, sorted, as PostgreSQL's are below.
+    const m = /AFTER (INSERT|DELETE|UPDATE)(?: OF ((?:`\w+`(?:,\s*)?)+))? ON `(\w+)`/i.exec(text)!;
+    const columns = m[2] ? [...m[2].matchAll(/`(\w+)`/g)].map((c) => c[1]).sort() : [];
+    shape.triggers.push(`${m[3]} ${m[1].toLowerCase()}${columns.length ? ` of ${columns.join(",")}` : ""}`);
   }
   shape.triggers.sort();
   return shape;
@@ -57,7 +59,8 @@ async function postgresShape(url: string): Promise<Shape> {
         (select string_agg(u.event_object_column, ',') from information_schema.triggered_update_columns u
           where u.trigger_name = t.trigger_name and u.event_object_table = t.event_object_table) as columns
       from information_schema.triggers t where t.trigger_schema = 'public'`;
-    shape.triggers = triggers.map((t) => `${t.table} ${String(t.event).toLowerCase()}${t.event === "UPDATE" && t.columns ? ` of ${t.columns}` : ""}`).sort();
+    const sorted = (columns: string) => columns.split(",").sort().join(",");
+    shape.triggers = triggers.map((t) => `${t.table} ${String(t.event).toLowerCase()}${t.event === "UPDATE" && t.columns ? ` of ${sorted(t.columns)}` : ""}`).sort();
     return shape;
   } finally {
     await pg.end();
