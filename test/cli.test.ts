@@ -10,19 +10,8 @@ import { dirname, join } from "node:path";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, variablesHelp } from "../shared/config.ts";
-import { captured, freePort, ROOT, tempDir, waitFor } from "./helpers.ts";
+import { CLEAN_ENV, captured, freePort, ROOT, tempDir, waitFor } from "./helpers.ts";
 
-// Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
-const CLEAN_ENV: Record<string, string> = {
-  MCP_HOST: "127.0.0.1",
-  AGENT_REREAD_HOOK: "",
-  REGISTRY_ADMIN_KEYS: "",
-  REGISTRY_AGENT_KEYS: "",
-  REGISTRY_AUTH: "",
-  REGISTRY_DISCOVERY_TIMEOUT: "",
-  REGISTRY_SECRET: "",
-  LOG_FORMAT: "",
-};
 const MAIN_MJS = join(ROOT, "dist/main.mjs");
 const READY = /MCP Registry listening: MCP endpoint http:\/\/127\.0\.0\.1:(\d+)\/mcp/;
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> };

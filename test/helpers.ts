@@ -52,6 +52,18 @@ export type TestRegistry = Registry & {
  */
 export const ENGINE: "sqlite" | "postgres" = /^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? "") ? "postgres" : "sqlite";
 
+/** Settings a developer's shell or .env might hold, pinned for spawned entry points: each test sees only what it sets. */
+export const CLEAN_ENV: Record<string, string> = {
+  MCP_HOST: "127.0.0.1",
+  AGENT_REREAD_HOOK: "",
+  REGISTRY_ADMIN_KEYS: "",
+  REGISTRY_AGENT_KEYS: "",
+  REGISTRY_AUTH: "",
+  REGISTRY_DISCOVERY_TIMEOUT: "",
+  REGISTRY_SECRET: "",
+  LOG_FORMAT: "",
+};
+
 /** A fixed REGISTRY_SECRET for tests that need one (32 bytes, base64). */
 export const TEST_SECRET = Buffer.alloc(32, 7).toString("base64");
 

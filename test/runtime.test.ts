@@ -3,10 +3,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { call, connectClient, freePort, ROOT, runToExit, type Spawned, spawnUntil, startEverything, startTestMcpServer, tempDir, text } from "./helpers.ts";
+import { CLEAN_ENV, call, connectClient, freePort, ROOT, runToExit, type Spawned, spawnUntil, startEverything, startTestMcpServer, tempDir, text } from "./helpers.ts";
 
-// Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
-const CLEAN_ENV = { MCP_HOST: "127.0.0.1", AGENT_REREAD_HOOK: "", REGISTRY_ADMIN_KEYS: "", REGISTRY_AGENT_KEYS: "", REGISTRY_AUTH: "", REGISTRY_DISCOVERY_TIMEOUT: "" };
 const READY = /MCP Registry listening: MCP endpoint (http:\/\/127\.0\.0\.1:\d+)\/mcp, database (\S+)/;
 
 const stops: (() => Promise<void>)[] = [];

@@ -6,18 +6,23 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { allTools } from "../registry.ts";
-import { call, captured, ENGINE, freePort, freshDatabase, ROOT, startEverything, startTestMcpServer, startTestRegistry, tempDir, TEST_SECRET, text, waitFor } from "./helpers.ts";
+import {
+  CLEAN_ENV,
+  call,
+  captured,
+  ENGINE,
+  freePort,
+  freshDatabase,
+  ROOT,
+  startEverything,
+  startTestMcpServer,
+  startTestRegistry,
+  tempDir,
+  TEST_SECRET,
+  text,
+  waitFor,
+} from "./helpers.ts";
 
-// Settings a developer's shell or .env might hold are pinned, so each test sees only what it sets.
-const CLEAN_ENV = {
-  MCP_HOST: "127.0.0.1",
-  AGENT_REREAD_HOOK: "",
-  REGISTRY_ADMIN_KEYS: "",
-  REGISTRY_AGENT_KEYS: "",
-  REGISTRY_AUTH: "",
-  REGISTRY_DISCOVERY_TIMEOUT: "",
-  REGISTRY_SECRET: "",
-};
 const NODE_STDIO = ["--import", "tsx", "stdio.ts"];
 const SERVING = /MCP Registry serving the registry's tools on stdio/;
 
