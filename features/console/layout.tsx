@@ -100,3 +100,13 @@ export function Table(props: { head: (string | [string, string])[]; children: Ch
     </table>
   );
 }
+
+/** One labelled field of a form: its label, then the control. */
+export function Field(props: { label: string; children: Child }) {
+  return (
+    <label>
+      <span>{props.label}</span>
+      {props.children}
+    </label>
+  );
+}

@@ -2,7 +2,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { read, runTool, textOf } from "./actions.ts";
 import type { Page, PageArgs } from "./console.tsx";
-import { Form, Table, ToolForm } from "./layout.tsx";
+import { Field, Form, Table, ToolForm } from "./layout.tsx";
 
 type Role = { name: string; default_system_prompt: string };
 type Tool = { id: number; name: string; description: string; roles: string[]; held?: true };
@@ -137,10 +137,9 @@ export const rolesPage: Page = async ({ c, serving, session }) => {
         <h2>Create a role</h2>
         <ToolForm session={session} tool="create_role" back="/console/roles">
           <fieldset>
-            <label>
-              <span>Name</span>
+            <Field label="Name">
               <input type="text" name="role_name" required maxlength={64} />
-            </label>
+            </Field>
             <label>
               System prompt
               <textarea name="default_system_prompt" />
@@ -195,14 +194,12 @@ export const usersPage: Page = async ({ c, serving, session }) => {
         <h2>Give a user a role</h2>
         <ToolForm session={session} tool="assign_role_to_user" back="/console/users">
           <fieldset>
-            <label>
-              <span>User id</span>
+            <Field label="User id">
               <input type="text" name="user_id" required maxlength={256} />
-            </label>
-            <label>
-              <span>Role</span>
+            </Field>
+            <Field label="Role">
               <RoleSelect />
-            </label>
+            </Field>
             <button type="submit">Assign</button>
           </fieldset>
         </ToolForm>
@@ -290,14 +287,12 @@ export const keysPage: Page = async ({ c, serving, session }) => {
         <h2>Issue a key</h2>
         <ToolForm session={session} tool="create_user_key" back="/console/keys">
           <fieldset>
-            <label>
-              <span>User id</span>
+            <Field label="User id">
               <input type="text" name="user_id" required maxlength={256} />
-            </label>
-            <label>
-              <span>Label</span>
+            </Field>
+            <Field label="Label">
               <input type="text" name="label" placeholder="default" maxlength={64} />
-            </label>
+            </Field>
             <button type="submit">Create key</button>
           </fieldset>
         </ToolForm>

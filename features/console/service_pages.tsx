@@ -2,7 +2,7 @@
 import { gatewayActivity } from "../audit/audit.ts";
 import { read } from "./actions.ts";
 import type { Page } from "./console.tsx";
-import { Table, ToolForm } from "./layout.tsx";
+import { Field, Table, ToolForm } from "./layout.tsx";
 
 type ServiceRow = { service_name: string; endpoint: string; description: string; status: "ok" | "unreachable"; last_discovered_at: string | null; last_error: string | null; consecutive_failures: number };
 type ServiceDetails = ServiceRow & { transport: string; requires_authorization: boolean; method_authorization: string; has_discovery_token: boolean; tools: number };
@@ -107,10 +107,9 @@ function AuthorizationFields(props: { requires?: boolean; method?: string }) {
           ))}
         </select>
       </label>
-      <label>
-        <span>Discovery token</span>
+      <Field label="Discovery token">
         <input type="password" name="discovery_token" autocomplete="off" placeholder="only if the service refuses to list its tools anonymously" />
-      </label>
+      </Field>
     </>
   );
 }
@@ -148,18 +147,15 @@ export const servicesPage: Page = async ({ c, serving, session }) => {
         <ToolForm session={session} tool="add_service" back="/console/services" busy="Discovering…">
           <fieldset>
             <legend>New service</legend>
-            <label>
-              <span>Name</span>
+            <Field label="Name">
               <input type="text" name="service_name" required maxlength={128} />
-            </label>
-            <label>
-              <span>Endpoint</span>
+            </Field>
+            <Field label="Endpoint">
               <input type="url" name="endpoint" required placeholder="https://mcp.example.com/mcp" />
-            </label>
-            <label>
-              <span>Description</span>
+            </Field>
+            <Field label="Description">
               <input type="text" name="description" placeholder="read from the service when left empty" />
-            </label>
+            </Field>
             <AuthorizationFields />
             <button type="submit">Add and discover</button>
           </fieldset>
@@ -218,14 +214,12 @@ export const servicePage: Page = async ({ c, serving, session }) => {
         <ToolForm session={session} tool="update_service" back={back} fields={{ service_name: name }} busy="Discovering…">
           <fieldset>
             <legend>Settings (a new endpoint is discovered first)</legend>
-            <label>
-              <span>Endpoint</span>
+            <Field label="Endpoint">
               <input type="url" name="endpoint" value={s.endpoint} required />
-            </label>
-            <label>
-              <span>Description</span>
+            </Field>
+            <Field label="Description">
               <input type="text" name="description" value={s.description} />
-            </label>
+            </Field>
             <AuthorizationFields requires={s.requires_authorization} method={s.method_authorization || "Bearer"} />
             <p class="muted">{s.has_discovery_token ? "A discovery token is stored; leave the field empty to keep it." : "No discovery token is stored."}</p>
             <button type="submit">Save</button>
