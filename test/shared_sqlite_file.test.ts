@@ -13,7 +13,8 @@ import { call, ENGINE, freePort, ROOT, spawnUntil, startTestMcpServer, startTest
 
 const post = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
-type Holder = { proc: ChildProcess; released: Promise<void>; done: boolean };
+/** `committingAt`: the holder's clock just before it commits (the lock cannot be free earlier), once its line arrived. */
+type Holder = { proc: ChildProcess; released: Promise<void>; done: boolean; committingAt?: number };
 
 // Another process (plain libsql, as sqlite3 by hand would) takes the write lock, optionally writes, holds it for `ms`, then commits.
 async function holdWriteLock(path: string, ms: number, sqlWhileHeld = ""): Promise<Holder> {
@@ -23,7 +24,7 @@ async function holdWriteLock(path: string, ms: number, sqlWhileHeld = ""): Promi
     db.exec("BEGIN IMMEDIATE");
     ${sqlWhileHeld ? `db.exec(${JSON.stringify(sqlWhileHeld)});` : ""}
     console.log("locked");
-    setTimeout(() => { db.exec("COMMIT"); console.log("released"); process.exit(0); }, ${ms});`;
+    setTimeout(() => { console.log("committing " + Date.now()); db.exec("COMMIT"); console.log("released"); process.exit(0); }, ${ms});`;
   const proc = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   const holder: Holder = {
     proc,
@@ -37,6 +38,8 @@ async function holdWriteLock(path: string, ms: number, sqlWhileHeld = ""): Promi
   };
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.on("data", (d: Buffer) => {
+      const committing = /committing (\d+)/.exec(d.toString());
+      if (committing) holder.committingAt = Number(committing[1]);
       if (d.toString().includes("locked")) resolve();
     });
     proc.once("exit", (code) => reject(new Error(`lock holder exited with ${code}`)));
@@ -62,7 +65,7 @@ describe.runIf(ENGINE === "sqlite")("a SQLite file shared with other processes",
     expect(await (await reg.http("/ready")).json()).toEqual({ status: "ready" });
 
     const holder = await holdWriteLock(file, 3000);
-    const write = reg.http("/register_user", post({ user_id: "bob" })).then(async (r) => ({ status: r.status, body: await r.json(), holderDone: holder.done }));
+    const write = reg.http("/register_user", post({ user_id: "bob" })).then(async (r) => ({ status: r.status, body: await r.json(), at: Date.now() }));
     // The event loop keeps serving while the write waits.
     expect((await reg.http("/health")).status).toBe(200);
     expect(await (await reg.http("/role_for_user", post({ user_id: "ann" }))).json()).toEqual({ role: "" });
@@ -71,8 +74,15 @@ describe.runIf(ENGINE === "sqlite")("a SQLite file shared with other processes",
     expect(await ready.json()).toEqual({ status: "unavailable", reason: "the database is busy: its write lock could not be taken within 1 s" });
     expect(holder.done, "the lock was still held during these reads").toBe(false);
 
-    // The write lands once the lock is released, not before.
-    expect(await write).toEqual({ status: 200, body: { status: "user registered" }, holderDone: true });
+    // The write lands once the lock is released, not before: its answer comes after the holder began to commit
+    // (compared on the holder's own line, not on its exit, which the parent may see after the answer).
+    const written = await write;
+    await holder.released;
+    expect({ status: written.status, body: written.body, afterRelease: written.at >= holder.committingAt! }).toEqual({
+      status: 200,
+      body: { status: "user registered" },
+      afterRelease: true,
+    });
     expect((await (await reg.http("/list_users")).json()).users.map((u: { user: { user_id: string } }) => u.user.user_id)).toEqual(["ann", "bob"]);
     expect(await (await reg.http("/ready")).json()).toEqual({ status: "ready" });
   }, 20_000);
