@@ -1,5 +1,5 @@
 /** Keeping the catalogue true: re-discovering stored services, applying the difference, health, background refresh. */
-import { and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, sql } from "drizzle-orm";
+import { type AnyColumn, and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, type SQL, sql } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
 import { reencryptSecrets } from "../../shared/crypto.ts";
 import type { Tables } from "../../shared/db/db.ts";
@@ -19,8 +19,6 @@ export type StoredService = Tables["services"]["$inferSelect"];
  */
 export type CatalogueDiff = { added: string[]; removed: string[]; changed: string[]; held: string[]; released: string[] };
 
-/** Most discoveries one instance runs at once in the background. */
-const MAX_PARALLEL = 4;
 /** How long a claimed refresh may run past the discovery timeout before another instance may take it over. */
 const LEASE_MARGIN_MS = 30_000;
 const MAX_ATTEMPTS = 5;
@@ -222,25 +220,71 @@ export async function reencryptDiscoveryTokens(ctx: Ctx): Promise<number> {
   );
 }
 
+// The background refresher's pace. A pass over every service should end within the interval whatever the
+// catalogue's size, without a burst that slows agents: refreshes start at HEADROOM times the rate a pass
+// needs (services / interval, at least MIN_RATE per second), each round at most one round's worth; as many
+// run at once as that rate needs at the mean discovery time measured so far (a slow or silent service
+// holds its slot until the discovery timeout), between MIN_PARALLEL and MAX_PARALLEL (the bound on
+// discoveries one instance has open).
+const HEADROOM = 1.5;
+const MIN_RATE = 10;
+const MIN_PARALLEL = 4;
+const MAX_PARALLEL = 64;
+/** Services one statement schedules or claims. */
+const BATCH = 500;
+
+/** One instance's refresher: the refreshes it runs, and what it knows of the pace. */
+type Refresher = {
+  running: Map<number, Promise<void>>;
+  /** Refreshes it may start now (refilled with time at the rate, spent by claims). */
+  credit: number;
+  creditAt: number;
+  /** The mean duration of its discoveries (moving average), ms. */
+  meanMs: number;
+  /** The last round filled every slot with services still due: a finished refresh starts the next round at once. */
+  backlog: boolean;
+  /** What each service's last refresh skipped (as logged), to log it again only when it changes. */
+  skipped: Map<number, string>;
+};
+
 /**
  * Starts refreshing every service in the background, each about every REGISTRY_REFRESH_INTERVAL
- * (nothing when it is 0). Instances sharing a database claim a due service with a conditional UPDATE
- * (next_refresh_at, refresh_lease_until), so one service is refreshed by one instance at a time.
- * stop() cancels discoveries under way and waits for them.
+ * (nothing when it is 0), paced as above. Instances sharing a database claim due services with a
+ * conditional UPDATE (next_refresh_at, refresh_lease_until), so one service is refreshed by one instance
+ * at a time. stop() cancels discoveries under way and waits for them.
  */
 export function startRefresher(ctx: Ctx): { stop(): Promise<void> } {
   const interval = ctx.config.refreshIntervalMs;
   if (interval === 0) return { stop: async () => {} };
   const stopping = new AbortController();
-  const running = new Map<number, Promise<void>>();
-  const tickMs = Math.min(5000, Math.max(50, interval / 10));
+  const tickMs = Math.min(1000, Math.max(50, interval / 10));
+  const r: Refresher = {
+    running: new Map(),
+    credit: 0,
+    creditAt: performance.now(),
+    meanMs: Math.min(1000, ctx.config.discoveryTimeoutMs / 10),
+    backlog: false,
+    skipped: new Map(),
+  };
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let ticking: Promise<void> = Promise.resolve();
+  let ticking: Promise<void> | undefined;
+  let again = false;
+  // One round at a time: asked for during one, the next starts when it ends.
   const loop = () => {
-    ticking = claimDue(ctx, running, stopping.signal)
+    clearTimeout(timer);
+    if (stopping.signal.aborted) return;
+    if (ticking) {
+      again = true;
+      return;
+    }
+    ticking = round(ctx, r, tickMs, stopping.signal, loop)
       .catch((err) => ctx.log.error("Background refresh failed", { reason: String((err as Error)?.message ?? err) }))
       .finally(() => {
-        if (!stopping.signal.aborted) timer = setTimeout(loop, tickMs);
+        ticking = undefined;
+        if (again && !stopping.signal.aborted) {
+          again = false;
+          loop();
+        } else if (!stopping.signal.aborted) timer = setTimeout(loop, tickMs);
       });
   };
   timer = setTimeout(loop, tickMs);
@@ -249,59 +293,101 @@ export function startRefresher(ctx: Ctx): { stop(): Promise<void> } {
       stopping.abort();
       clearTimeout(timer);
       await ticking;
-      await Promise.allSettled(running.values());
+      await Promise.allSettled(r.running.values());
     },
   };
 }
 
-// One round: schedule services that have no time yet, then claim due ones up to MAX_PARALLEL running.
-async function claimDue(ctx: Ctx, running: Map<number, Promise<void>>, signal: AbortSignal): Promise<void> {
-  const { services } = ctx.tables;
-  // A service added while refresh was off (or imported) gets a random time within one interval,
-  // so a catalogue of many services is not discovered all at once.
-  const unscheduled = await ctx.db.select({ id: services.id }).from(services).where(isNull(services.nextRefreshAt)).limit(100);
-  for (const { id } of unscheduled) {
-    await ctx.db
-      .update(services)
-      .set({ nextRefreshAt: nextRefreshAt(ctx, ctx.config.refreshIntervalMs * Math.random()) })
-      .where(and(eq(services.id, id), isNull(services.nextRefreshAt)));
-  }
-  if (running.size >= MAX_PARALLEL || signal.aborted) return;
-  const now = new Date().toISOString();
-  const free = or(isNull(services.refreshLeaseUntil), lt(services.refreshLeaseUntil, now));
-  const due = await ctx.db
-    .select({ id: services.id })
-    .from(services)
-    .where(and(lte(services.nextRefreshAt, now), free))
-    .orderBy(asc(services.nextRefreshAt))
-    .limit(MAX_PARALLEL + running.size);
-  for (const { id } of due) {
-    if (running.size >= MAX_PARALLEL || signal.aborted) break;
-    if (running.has(id)) continue;
-    const lease = new Date(Date.now() + ctx.config.discoveryTimeoutMs + LEASE_MARGIN_MS).toISOString();
-    // Only one instance can win this update: the row must still be due and free when it is written.
-    const [claimed] = await ctx.db
-      .update(services)
-      .set({ refreshLeaseUntil: lease, nextRefreshAt: nextRefreshAt(ctx) })
-      .where(and(eq(services.id, id), lte(services.nextRefreshAt, now), free))
-      .returning();
-    if (!claimed) continue;
-    running.set(
-      id,
-      runClaimed(ctx, claimed, lease, signal).finally(() => running.delete(id)),
-    );
+// One round: schedule services that have no time yet, then claim as many due ones as the pace allows.
+async function round(ctx: Ctx, r: Refresher, tickMs: number, signal: AbortSignal, wake: () => void): Promise<void> {
+  await scheduleNew(ctx);
+  const count = await ctx.db.$count(ctx.tables.services);
+  const rate = Math.max(MIN_RATE, (HEADROOM * count * 1000) / ctx.config.refreshIntervalMs);
+  const now = performance.now();
+  r.credit = Math.min(Math.max(MIN_PARALLEL, (rate * tickMs) / 1000), r.credit + (rate * (now - r.creditAt)) / 1000);
+  r.creditAt = now;
+  const slots = Math.min(MAX_PARALLEL, Math.max(MIN_PARALLEL, Math.ceil((rate * r.meanMs) / 1000))) - r.running.size;
+  const want = Math.min(slots, Math.floor(r.credit), BATCH);
+  if (want <= 0 || signal.aborted) return;
+  const claimed = await claimDue(ctx, want, r.running);
+  r.credit -= claimed.length;
+  r.backlog = claimed.length === slots;
+  for (const service of claimed) {
+    const started = performance.now();
+    const run = runClaimed(ctx, r, service, signal).finally(() => {
+      r.running.delete(service.id);
+      r.meanMs = 0.9 * r.meanMs + 0.1 * (performance.now() - started);
+      if (r.backlog) wake();
+    });
+    r.running.set(service.id, run);
   }
 }
 
-async function runClaimed(ctx: Ctx, service: StoredService, lease: string, signal: AbortSignal): Promise<void> {
+// A service added while refresh was off (or imported) gets a random time within one interval, so a
+// catalogue of many services is not discovered all at once. One statement per BATCH services.
+async function scheduleNew(ctx: Ctx): Promise<void> {
+  const { services } = ctx.tables;
+  for (;;) {
+    const ids = (await ctx.db.select({ id: services.id }).from(services).where(isNull(services.nextRefreshAt)).limit(BATCH)).map((s) => s.id);
+    if (ids.length === 0) return;
+    const at = byId(services.id, ids, () => nextRefreshAt(ctx, ctx.config.refreshIntervalMs * Math.random()));
+    await ctx.db
+      .update(services)
+      .set({ nextRefreshAt: at })
+      .where(and(inArray(services.id, ids), isNull(services.nextRefreshAt)));
+    if (ids.length < BATCH) return;
+  }
+}
+
+// Claims up to `n` due services this instance is not running, in one conditional UPDATE: a row another
+// instance claimed meanwhile is no longer due and free when it is written, so only one instance gets it.
+async function claimDue(ctx: Ctx, n: number, running: Map<number, unknown>): Promise<StoredService[]> {
+  const { services } = ctx.tables;
+  const now = new Date().toISOString();
+  const dueAndFree = and(lte(services.nextRefreshAt, now), or(isNull(services.refreshLeaseUntil), lt(services.refreshLeaseUntil, now)));
+  const due = await ctx.db
+    .select({ id: services.id })
+    .from(services)
+    .where(dueAndFree)
+    .orderBy(asc(services.nextRefreshAt))
+    .limit(n + running.size);
+  const ids = due
+    .map((d) => d.id)
+    .filter((id) => !running.has(id))
+    .slice(0, n);
+  if (ids.length === 0) return [];
+  const lease = new Date(Date.now() + ctx.config.discoveryTimeoutMs + LEASE_MARGIN_MS).toISOString();
+  return ctx.db
+    .update(services)
+    .set({ refreshLeaseUntil: lease, nextRefreshAt: byId(services.id, ids, () => nextRefreshAt(ctx)) })
+    .where(and(inArray(services.id, ids), dueAndFree))
+    .returning();
+}
+
+// A value per row of one UPDATE: CASE id WHEN <id> THEN <value> ... END.
+function byId(id: AnyColumn, ids: number[], value: () => string | null): SQL {
+  return sql`case ${id} ${sql.join(
+    ids.map((id) => sql`when ${id} then ${value()}`),
+    sql` `,
+  )} end`;
+}
+
+async function runClaimed(ctx: Ctx, r: Refresher, service: StoredService, signal: AbortSignal): Promise<void> {
+  const lease = service.refreshLeaseUntil!;
   const { services } = ctx.tables;
   try {
     const { skipped, held } = await refreshStoredService(ctx, service, signal, "background");
     if (service.status !== "ok") ctx.log.info(`Service "${service.name}" is reachable again`);
     // A tool held for review is withheld from agents until an admin looks: the log tells the operator.
     if (held.length) ctx.log.warn(`Service "${service.name}" changed tools; held until an admin approves (list_tool_changes)`, { tools: held.join(", ") });
-    // Nobody reads a background refresh's result: the log says what it left out (names already escaped).
-    if (skipped.length) ctx.log.warn(`Service "${service.name}" lists tools the registry skipped`, { skipped: skipped.map((s) => `"${s.name}" (${s.reason})`) });
+    // Nobody reads a background refresh's result: the log says what it left out (names already escaped),
+    // when that changes, not at every refresh of a service that keeps listing the same tools.
+    const left = skipped.map((s) => `"${s.name}" (${s.reason})`);
+    if (left.join("\n") !== (r.skipped.get(service.id) ?? "")) {
+      if (left.length) ctx.log.warn(`Service "${service.name}" lists tools the registry skipped`, { skipped: left });
+      if (left.length) r.skipped.set(service.id, left.join("\n"));
+      else r.skipped.delete(service.id);
+    }
   } catch (err) {
     if (signal.aborted) return;
     if (err instanceof AppError && err.code === "unavailable") {

@@ -7,29 +7,34 @@ const now = (column: string) => text(column).notNull().default(sql`to_char(now()
 const id = () => integer("id").primaryKey().generatedByDefaultAsIdentity();
 
 /** Registered MCP services. */
-export const services = pgTable("services", {
-  id: id(),
-  name: text("name").notNull().unique(),
-  endpoint: text("endpoint").notNull().unique(),
-  description: text("description").notNull().default(""),
-  transport: text("transport", { enum: ["streamable_http", "sse"] }).notNull(),
-  requiresAuthorization: boolean("requires_authorization").notNull().default(false),
-  methodAuthorization: text("method_authorization").notNull().default(""),
-  discoveryToken: text("discovery_token"),
-  status: text("status", { enum: ["ok", "unreachable"] })
-    .notNull()
-    .default("ok"),
-  lastDiscoveredAt: text("last_discovered_at"),
-  lastError: text("last_error"),
-  consecutiveFailures: integer("consecutive_failures").notNull().default(0),
-  nextRefreshAt: text("next_refresh_at"),
-  refreshLeaseUntil: text("refresh_lease_until"),
-  catalogueVersion: text("catalogue_version").notNull().default(""),
-  // The version the service reports (serverInfo.version), and when an add, update or refresh last changed its entry (features/registry_api).
-  serverVersion: text("server_version"),
-  updatedAt: text("updated_at"),
-  createdAt: now("created_at"),
-});
+export const services = pgTable(
+  "services",
+  {
+    id: id(),
+    name: text("name").notNull().unique(),
+    endpoint: text("endpoint").notNull().unique(),
+    description: text("description").notNull().default(""),
+    transport: text("transport", { enum: ["streamable_http", "sse"] }).notNull(),
+    requiresAuthorization: boolean("requires_authorization").notNull().default(false),
+    methodAuthorization: text("method_authorization").notNull().default(""),
+    discoveryToken: text("discovery_token"),
+    status: text("status", { enum: ["ok", "unreachable"] })
+      .notNull()
+      .default("ok"),
+    lastDiscoveredAt: text("last_discovered_at"),
+    lastError: text("last_error"),
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    nextRefreshAt: text("next_refresh_at"),
+    refreshLeaseUntil: text("refresh_lease_until"),
+    catalogueVersion: text("catalogue_version").notNull().default(""),
+    // The version the service reports (serverInfo.version), and when an add, update or refresh last changed its entry (features/registry_api).
+    serverVersion: text("server_version"),
+    updatedAt: text("updated_at"),
+    createdAt: now("created_at"),
+  },
+  // The background refresher reads due (and unscheduled) services by this column every round.
+  (t) => [index("services_next_refresh").on(t.nextRefreshAt)],
+);
 
 /** Tools discovered on a service. */
 export const tools = pgTable(

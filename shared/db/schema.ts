@@ -5,32 +5,37 @@ import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "driz
 const now = (column: string) => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`);
 
 /** Registered MCP services. */
-export const services = sqliteTable("services", {
-  id: integer("id").primaryKey({ autoIncrement: true }),
-  name: text("name").notNull().unique(),
-  endpoint: text("endpoint").notNull().unique(),
-  description: text("description").notNull().default(""),
-  transport: text("transport", { enum: ["streamable_http", "sse"] }).notNull(),
-  requiresAuthorization: integer("requires_authorization", { mode: "boolean" }).notNull().default(false),
-  methodAuthorization: text("method_authorization").notNull().default(""),
-  // Encrypted credential used to discover a service that refuses anonymous tools/list (never shown).
-  discoveryToken: text("discovery_token"),
-  status: text("status", { enum: ["ok", "unreachable"] })
-    .notNull()
-    .default("ok"),
-  lastDiscoveredAt: text("last_discovered_at"),
-  lastError: text("last_error"),
-  consecutiveFailures: integer("consecutive_failures").notNull().default(0),
-  // Background refresh: when the service is due, and until when an instance holds it (ISO times).
-  nextRefreshAt: text("next_refresh_at"),
-  refreshLeaseUntil: text("refresh_lease_until"),
-  // Changes with every write of the tool catalogue: a write applies only over the catalogue it was computed from.
-  catalogueVersion: text("catalogue_version").notNull().default(""),
-  // The version the service reports (serverInfo.version), and when an add, update or refresh last changed its entry (features/registry_api).
-  serverVersion: text("server_version"),
-  updatedAt: text("updated_at"),
-  createdAt: now("created_at"),
-});
+export const services = sqliteTable(
+  "services",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    name: text("name").notNull().unique(),
+    endpoint: text("endpoint").notNull().unique(),
+    description: text("description").notNull().default(""),
+    transport: text("transport", { enum: ["streamable_http", "sse"] }).notNull(),
+    requiresAuthorization: integer("requires_authorization", { mode: "boolean" }).notNull().default(false),
+    methodAuthorization: text("method_authorization").notNull().default(""),
+    // Encrypted credential used to discover a service that refuses anonymous tools/list (never shown).
+    discoveryToken: text("discovery_token"),
+    status: text("status", { enum: ["ok", "unreachable"] })
+      .notNull()
+      .default("ok"),
+    lastDiscoveredAt: text("last_discovered_at"),
+    lastError: text("last_error"),
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    // Background refresh: when the service is due, and until when an instance holds it (ISO times).
+    nextRefreshAt: text("next_refresh_at"),
+    refreshLeaseUntil: text("refresh_lease_until"),
+    // Changes with every write of the tool catalogue: a write applies only over the catalogue it was computed from.
+    catalogueVersion: text("catalogue_version").notNull().default(""),
+    // The version the service reports (serverInfo.version), and when an add, update or refresh last changed its entry (features/registry_api).
+    serverVersion: text("server_version"),
+    updatedAt: text("updated_at"),
+    createdAt: now("created_at"),
+  },
+  // The background refresher reads due (and unscheduled) services by this column every round.
+  (t) => [index("services_next_refresh").on(t.nextRefreshAt)],
+);
 
 /** Tools discovered on a service. AUTOINCREMENT: an id is never reused, even after a delete. */
 export const tools = sqliteTable(

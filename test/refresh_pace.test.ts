@@ -1,0 +1,156 @@
+/**
+ * The background refresher on a catalogue larger than a handful: it runs more discoveries at once as the
+ * catalogue grows (within its bound), schedules imported services in batches spread over the interval,
+ * never discovers one service twice at once (one instance or two), and logs a service's change of state
+ * once, not every failed attempt.
+ */
+import { join } from "node:path";
+import { serve } from "@hono/node-server";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ENGINE, freePort, freshDatabase, startTestRegistry, TEST_SECRET, type TestRegistry, tempDir, waitFor } from "./helpers.ts";
+
+const REACHABLE = 240;
+const UNREACHABLE = 24;
+// Each listing takes this long: more than a few at once are needed to keep the pace.
+const LISTING_MS = 100;
+const INTERVAL_S = 4;
+
+/** One server answering MCP at /s/<n>/mcp for every n, counting each path's listings and how many run at once. */
+async function manyServices() {
+  const listed = new Map<string, number>();
+  const inFlight = new Map<string, number>();
+  const seen = { most: 0, now: 0, twiceAtOnce: [] as string[] };
+  const server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: async (req) => {
+      const path = new URL(req.url).pathname;
+      const mcp = new Server({ name: "many", version: "1.0.0" }, { capabilities: { tools: {} } });
+      mcp.setRequestHandler(ListToolsRequestSchema, async () => {
+        seen.most = Math.max(seen.most, ++seen.now);
+        const mine = (inFlight.get(path) ?? 0) + 1;
+        inFlight.set(path, mine);
+        if (mine > 1) seen.twiceAtOnce.push(path);
+        await new Promise((r) => setTimeout(r, LISTING_MS));
+        inFlight.set(path, mine - 1);
+        seen.now--;
+        listed.set(path, (listed.get(path) ?? 0) + 1);
+        return { tools: [{ name: "lookup", description: `Looks up on ${path}`, inputSchema: { type: "object" as const } }] };
+      });
+      const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      await mcp.connect(transport);
+      return transport.handleRequest(req);
+    },
+  });
+  await new Promise((r) => server.once("listening", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: (n: number) => `http://127.0.0.1:${port}/s/${n}/mcp`,
+    listed,
+    seen,
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        (server as unknown as { closeAllConnections(): void }).closeAllConnections();
+      }),
+  };
+}
+
+type Many = Awaited<ReturnType<typeof manyServices>>;
+
+// Written as an import leaves them: unscheduled (no next refresh time), never discovered, status ok.
+async function insertServices(reg: TestRegistry, many: Many, deadPort: number): Promise<void> {
+  const { services } = reg.ctx.tables;
+  const rows = [
+    ...Array.from({ length: REACHABLE }, (_, n) => ({ name: `svc-${n}`, endpoint: many.endpoint(n), transport: "streamable_http" as const })),
+    ...Array.from({ length: UNREACHABLE }, (_, n) => ({ name: `dead-${n}`, endpoint: `http://127.0.0.1:${deadPort}/d/${n}/mcp`, transport: "streamable_http" as const })),
+  ];
+  for (let i = 0; i < rows.length; i += 100) await reg.ctx.db.insert(services).values(rows.slice(i, i + 100));
+}
+
+async function states(reg: TestRegistry) {
+  const { services } = reg.ctx.tables;
+  return reg.ctx.db
+    .select({ name: services.name, at: services.lastDiscoveredAt, failures: services.consecutiveFailures, status: services.status, next: services.nextRefreshAt })
+    .from(services);
+}
+
+describe("background refresh of a few hundred services", () => {
+  let reg: TestRegistry;
+  let many: Many;
+  let inserted: number;
+  beforeAll(async () => {
+    [reg, many] = await Promise.all([startTestRegistry({ REGISTRY_REFRESH_INTERVAL: String(INTERVAL_S), REGISTRY_DISCOVERY_TIMEOUT: "5" }), manyServices()]);
+    inserted = Date.now();
+    await insertServices(reg, many, await freePort());
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    await many?.stop();
+  });
+
+  it("schedules the imported services spread over one interval and refreshes each, more than four at a time", async () => {
+    const scheduled = (await waitFor(async () => {
+      const rows = await states(reg);
+      return rows.every((r) => r.next !== null) ? rows : undefined;
+    }, "every imported service to get a refresh time"))!;
+    // Spread, not one time for all: within one interval (plus the jitter of a claimed one's next time).
+    const times = scheduled.map((r) => Date.parse(r.next!) - inserted);
+    expect(new Set(times).size).toBeGreaterThan(REACHABLE);
+    expect(Math.min(...times)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...times)).toBeLessThanOrEqual(INTERVAL_S * 1000 * 2.2);
+
+    await waitFor(async () => (await states(reg)).every((r) => (r.name.startsWith("dead-") ? r.failures >= 1 : r.at !== null)), "a refresh of every service", 60_000);
+    expect([...many.listed.keys()].length).toBe(REACHABLE);
+    // The pace needs more than the smallest number of discoveries at once, and stays within the bound.
+    expect(many.seen.most).toBeGreaterThan(4);
+    expect(many.seen.most).toBeLessThanOrEqual(64);
+    expect(many.seen.twiceAtOnce).toEqual([]);
+  });
+
+  it("logs each unreachable service once however often it fails, and nothing for the reachable ones", async () => {
+    await waitFor(async () => (await states(reg)).filter((r) => r.name.startsWith("dead-")).every((r) => r.failures >= 2), "a second failure of every unreachable service", 60_000);
+    const down = reg.logs.filter((l) => / is unreachable /.test(l));
+    expect(down.filter((l) => !l.includes('"dead-'))).toEqual([]);
+    expect(down).toHaveLength(UNREACHABLE);
+    expect(new Set(down.map((l) => /Service "([^"]+)"/.exec(l)?.[1])).size).toBe(UNREACHABLE);
+    expect(reg.logs.filter((l) => /svc-\d+/.test(l))).toEqual([]);
+    expect(reg.logs.join("\n")).not.toMatch(/ERROR/);
+  });
+});
+
+describe("two registries refreshing a few hundred services on one database", () => {
+  let db: { url: string; drop(): Promise<void> };
+  const regs: TestRegistry[] = [];
+  let many: Many;
+  beforeAll(async () => {
+    db = ENGINE === "postgres" ? await freshDatabase() : { url: `file:${join(tempDir(), "shared.db")}`, drop: async () => {} };
+    many = await manyServices();
+    const env = { DATABASE_URL: db.url, REGISTRY_REFRESH_INTERVAL: String(INTERVAL_S), REGISTRY_SECRET: TEST_SECRET };
+    // One after the other: on SQLite the first creates the file and its schema.
+    regs.push(await startTestRegistry(env));
+    regs.push(await startTestRegistry(env));
+    await insertServices(regs[0], many, await freePort());
+  });
+  afterAll(async () => {
+    for (const reg of regs) await reg.stop();
+    await many?.stop();
+    await db?.drop();
+  });
+
+  it("share the work: every service is refreshed, none twice at once, with no errors", async () => {
+    await waitFor(async () => (await states(regs[1])).every((r) => (r.name.startsWith("dead-") ? r.failures >= 1 : r.at !== null)), "a refresh of every service", 60_000);
+    expect(many.listed.size).toBe(REACHABLE);
+    expect(many.seen.twiceAtOnce).toEqual([]);
+    // Each unreachable service went from ok to unreachable once, on whichever instance saw it first.
+    await waitFor(async () => (await states(regs[1])).filter((r) => r.name.startsWith("dead-")).every((r) => r.failures >= 2), "a second failure of each", 60_000);
+    const down = regs.flatMap((reg) => reg.logs.filter((l) => / is unreachable /.test(l)));
+    expect(down.filter((l) => !l.includes('"dead-'))).toEqual([]);
+    expect(new Set(down.map((l) => /Service "([^"]+)"/.exec(l)?.[1])).size).toBe(UNREACHABLE);
+    expect(down).toHaveLength(UNREACHABLE);
+    for (const reg of regs) expect(reg.logs.join("\n")).not.toMatch(/ERROR/);
+  });
+});
