@@ -319,6 +319,27 @@ describe("user credentials", () => {
     expect(agentLabel).toMatch(/^agent:/);
   });
 
+  it("records each read of a burst exactly once, with its own target and outcome, whatever the batch sizes", async () => {
+    // Inserts are prepared once per number of rows (up to 64): bursts of many sizes, some over 64, must
+    // neither lose an event, nor write one twice, nor give one another's values.
+    const users = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+    for (const user of users.slice(0, 20)) await authorize(user, "secure", `t-${user}`);
+    const expected: string[] = [];
+    for (const size of [1, 3, 64, 65, 150, 7]) {
+      const asks = Array.from({ length: size }, (_, i) => ({ service_name: i % 5 === 4 ? "ghost" : "secure", user_id: users[(i * 7 + size) % users.length] }));
+      const answers = await Promise.all(asks.map((ask) => VARIANTS["GET with query parameters"](reg, ask)));
+      asks.forEach((ask, i) => {
+        const outcome = ask.service_name === "ghost" ? "not_found" : Number(ask.user_id.slice(6)) < 20 ? "ok" : "token_missing";
+        expect(answers[i].status).toBe(outcome === "ok" ? 200 : outcome === "not_found" ? 404 : 401);
+        expected.push(`service_name=${ask.service_name} user_id=${ask.user_id} ${outcome}`);
+      });
+    }
+    const { auditEvents } = reg.ctx.tables;
+    const rows = await reg.ctx.db.select().from(auditEvents);
+    const reads = rows.filter((r) => r.action === "read_token" && r.target.includes("user_id=burst-")).map((r) => `${r.target} ${r.outcome}`);
+    expect(reads.sort()).toEqual(expected.sort());
+  });
+
   it("a ciphertext copied to another row does not decrypt: token_missing, never a 500", async () => {
     await authorize("jack", "secure", "jack-token");
     await authorize("kate", "secure", "kate-token");

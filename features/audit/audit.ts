@@ -3,11 +3,11 @@
  * the audited-call wrapper), reading (list_audit_events) and retention.
  */
 import { setImmediate } from "node:timers";
-import { type AuditEntry, type Caller, type Ctx, inBackground, type PendingAudit, type QueuedAudit } from "../../shared/context.ts";
+import { type AuditEntry, type Caller, type Ctx, inBackground, type PendingAudit, prepareOnce, type QueuedAudit } from "../../shared/context.ts";
 import type { Db } from "../../shared/db/db.ts";
 import { AppError, logReason, recognizeError } from "../../shared/errors.ts";
 
-import { and, desc, eq, gte, lt, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, gte, lt, type Placeholder, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { Feature } from "../../shared/feature.ts";
 import { defineTool } from "../../shared/mcp.ts";
@@ -38,8 +38,24 @@ export function auditedWith(ctx: Ctx, q: Db, pending: PendingAudit) {
 
 type AuditQueue = Ctx["auditQueue"];
 
-// Rows per insert: 5 bound parameters each, far under every engine's limit.
-const MAX_BATCH = 500;
+// Rows per insert. Each size is a statement prepared once (building a many-row INSERT cost more than
+// SQLite's insert and commit), so sizes are bounded: a larger queue is written in several inserts.
+const MAX_BATCH = 64;
+const COLUMNS = ["actor", "action", "target", "outcome", "detail"] as const;
+
+// The multi-row insert of `n` events, prepared once per size; its values are named actor0 .. detail<n-1>.
+function insertEvents(ctx: Ctx, rows: AuditRow[]): Promise<unknown> {
+  const n = rows.length;
+  const insert = prepareOnce(ctx, `audit_insert_${n}`, () => {
+    const named = (i: number) => Object.fromEntries(COLUMNS.map((c) => [c, sql.placeholder(`${c}${i}`)])) as Record<(typeof COLUMNS)[number], Placeholder<string>>;
+    return ctx.db.insert(ctx.tables.auditEvents).values(Array.from({ length: n }, (_, i) => named(i)));
+  });
+  const values: Record<string, string> = {};
+  rows.forEach((row, i) => {
+    for (const c of COLUMNS) values[`${c}${i}`] = row[c];
+  });
+  return insert.execute(values);
+}
 
 /** Writes an audit event, resolving once it is stored; a failure to write is logged, never thrown (the action already happened). */
 export function recordAudit(ctx: Ctx, entry: AuditEntry): Promise<void> {
@@ -63,7 +79,10 @@ async function writeQueued(ctx: Ctx, queue: AuditQueue): Promise<void> {
     while (queue.waiting.length > 0) {
       const batch = queue.waiting.splice(0, MAX_BATCH);
       try {
-        await ctx.db.insert(ctx.tables.auditEvents).values(batch.map((q) => q.row));
+        await insertEvents(
+          ctx,
+          batch.map((q) => q.row),
+        );
       } catch (err) {
         // A busy or unreachable database: the callers have their answer; their events are written later.
         if (recognizeError(err) instanceof AppError)
@@ -94,7 +113,7 @@ function retryLater(ctx: Ctx, rows: AuditRow[]): void {
     for (const delay of RETRY_DELAYS_MS) {
       await new Promise((resolve) => setTimeout(resolve, delay));
       try {
-        await ctx.db.insert(ctx.tables.auditEvents).values(rows);
+        await insertEvents(ctx, rows);
         return;
       } catch (err) {
         last = err;
