@@ -53,9 +53,9 @@ export type Registry = { url: string; port: number; ctx: Ctx; keys: KeyRing; clo
 export async function openContext(config: Config, log: Log): Promise<{ ctx: Ctx; close(): Promise<void> }> {
   const vault = await openVault(config, log);
   const store: Store = await openStore(config.databaseUrl, { sqliteSync: config.sqliteSync, busyTimeoutMs: config.busyTimeoutMs, warn: (message) => log.warn(message) });
-  const { db, tables, engine, atomic, execute, ready } = store;
+  const { db, tables, engine, atomic, statement, execute, ready } = store;
   const publicUrl = config.publicUrl ?? `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}`;
-  const ctx: Ctx = { db, tables, engine, atomic, execute, ready, config, publicUrl, log, vault, ...freshState() };
+  const ctx: Ctx = { db, tables, engine, atomic, statement, execute, ready, config, publicUrl, log, vault, ...freshState() };
   // A key that cannot read the stored secrets stops start-up here, not at the first /token (or refresh).
   try {
     for (const feature of FEATURES) await feature.prepare?.(ctx);

@@ -36,6 +36,8 @@ export type Ctx = {
   engine: Engine;
   /** Statements all-or-nothing (see Store.atomic). */
   atomic: Store["atomic"];
+  /** A raw SQL statement for atomic() (see Store.statement). */
+  statement: Store["statement"];
   /** One raw SQL statement (see Store.execute). */
   execute: Store["execute"];
   /** Resolves when the database answers within the deadline (see Store.ready); /ready asks it. */

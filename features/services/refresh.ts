@@ -2,11 +2,12 @@
 import { type AnyColumn, and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, type SQL, sql } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
 import { reencryptSecrets } from "../../shared/crypto.ts";
-import type { Tables } from "../../shared/db/db.ts";
+import type { Db, Tables } from "../../shared/db/db.ts";
+import type { BatchItem } from "drizzle-orm/batch";
 import { AppError } from "../../shared/errors.ts";
 import { countRefresh, outcomeOf, type RefreshTrigger } from "../metrics/metrics.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
-import { definitionColumns, digestOf } from "../tool_pinning/definition.ts";
+import { type Definition, definitionColumns, definitionOf, digestOf } from "../tool_pinning/definition.ts";
 import { changeStatements, namesOf, type PinnedTool, planChanges } from "../tool_pinning/pinning.ts";
 import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 
@@ -57,6 +58,26 @@ export function hasChanges(diff: CatalogueDiff): boolean {
 /** The next background refresh time: one interval from now, give or take 10 % so services drift apart. */
 export function nextRefreshAt(ctx: Ctx, fromNow = ctx.config.refreshIntervalMs * (0.9 + 0.2 * Math.random())): string | null {
   return ctx.config.refreshIntervalMs > 0 ? new Date(Date.now() + fromNow).toISOString() : null;
+}
+
+/**
+ * One statement inserting `found` as tools of `serviceId` (a row id, or a subquery that yields it), in
+ * order: the rows travel as one JSON parameter that the engine takes apart (json_each,
+ * jsonb_array_elements), so the statement's text is the same for any number of tools. Building a
+ * many-row INSERT of bound values took more time than the engine's insert (1,000 tools: 10,000 values).
+ */
+export function insertTools(ctx: Ctx, q: Db, serviceId: number | SQL, found: Definition[]): BatchItem<"sqlite"> {
+  const rows = JSON.stringify(found.map((t) => ({ ...definitionOf(t), digest: digestOf(t) })));
+  const t = ctx.tables.tools;
+  const columns = [t.serviceId, t.name, t.title, t.description, t.inputSchema, t.outputSchema, t.annotations, t.digest].map((c) => sql.identifier(c.name));
+  const insert = sql`insert into ${t} (${sql.join(columns, sql`, `)})`;
+  // A JSON null is SQL NULL in a column, as the builder writes it (SQLite's ->> gives NULL for it, PostgreSQL's -> a jsonb null).
+  return ctx.statement(
+    q,
+    ctx.engine === "postgres"
+      ? sql`${insert} select ${serviceId}, e.t ->> 'name', e.t ->> 'title', e.t ->> 'description', nullif(e.t -> 'inputSchema', 'null'::jsonb), nullif(e.t -> 'outputSchema', 'null'::jsonb), nullif(e.t -> 'annotations', 'null'::jsonb), e.t ->> 'digest' from jsonb_array_elements(${rows}::jsonb) with ordinality as e(t, n) order by e.n`
+      : sql`${insert} select ${serviceId}, value ->> 'name', value ->> 'title', value ->> 'description', value ->> 'inputSchema', value ->> 'outputSchema', value ->> 'annotations', value ->> 'digest' from json_each(${rows}) order by key`,
+  );
 }
 
 /**
@@ -126,7 +147,7 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
           ...(removed.length ? [q.delete(tools).where(and(eq(tools.serviceId, serviceId), inArray(tools.name, removed), ours))] : []),
           ...changeStatements(q, ctx, serviceId, plans, ours),
           // Without our version the subquery is NULL and the NOT NULL service_id fails the whole unit.
-          ...added.map((t) => q.insert(tools).values({ ...t, digest: digestOf(t), serviceId: sql`(select ${services.id} from ${services} where ${mine})` })),
+          ...(added.length ? [insertTools(ctx, q, sql`(select ${services.id} from ${services} where ${mine})`, added)] : []),
         ];
       });
     } catch (err) {

@@ -8,7 +8,7 @@ import { fromCatalogue } from "../../shared/db/answers.ts";
 import { type Ctx, firstRow, prepareOnce } from "../../shared/context.ts";
 import { asJson, isUniqueViolation, jsonArrayOf, jsonListOf } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
-import { definitionColumns, digestOf } from "../tool_pinning/definition.ts";
+import { definitionColumns } from "../tool_pinning/definition.ts";
 import { notifyCatalogueChanged } from "./hook.ts";
 import type { AppEnv } from "../../shared/http.ts";
 import { ServiceName } from "../../shared/names.ts";
@@ -21,6 +21,7 @@ import {
   type CatalogueDiff,
   discoveryHeaders,
   hasChanges,
+  insertTools,
   nextRefreshAt,
   openDiscoveryToken,
   reencryptDiscoveryTokens,
@@ -128,7 +129,7 @@ async function findService(ctx: Ctx, name: string, action = "find service") {
 
 /** Discovers the service's tools, then writes the service and its tools in one transaction (also import_servers's way in). */
 export async function addService(ctx: Ctx, input: AddServiceInput, audit?: PendingAudit): Promise<{ tools: number; skipped: SkippedTool[] }> {
-  const { services, tools } = ctx.tables;
+  const { services } = ctx.tables;
   const action = `add service "${input.service_name}"`;
   await assertFree(ctx, input, action);
   const token = input.discovery_token || null;
@@ -153,9 +154,9 @@ export async function addService(ctx: Ctx, input: AddServiceInput, audit?: Pendi
         updatedAt: createdAt,
         createdAt,
       }),
-      // Multi-row inserts (one round trip each on PostgreSQL), in slices well under every engine's limit of bound parameters.
-      // On SQLite the whole batch runs without yielding; the discovery limits bound how long (docs/services.md).
-      ...slices(found.tools, 500).map((slice) => q.insert(tools).values(slice.map((t) => ({ serviceId, ...t, digest: digestOf(t) })))),
+      // One statement for every tool (one round trip on PostgreSQL). On SQLite the whole batch runs without
+      // yielding; the discovery limits bound how long (docs/services.md).
+      ...(found.tools.length ? [insertTools(ctx, q, serviceId, found.tools)] : []),
       // The audit event commits with the service: one fsync, and no service without its record.
       ...(audit ? [auditedWith(ctx, q, audit)] : []),
     ]);
@@ -167,10 +168,6 @@ export async function addService(ctx: Ctx, input: AddServiceInput, audit?: Pendi
   }
   notifyCatalogueChanged(ctx);
   return { tools: found.tools.length, skipped: found.skipped };
-}
-
-function slices<T>(items: T[], size: number): T[][] {
-  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
 // Discovery with the action named in its error ("Cannot add service "x": no MCP service answered ...").

@@ -39,6 +39,8 @@ export type Store = {
    * interleave inside it; on PostgreSQL a transaction, and `build` receives the transaction to build on.
    */
   atomic(build: (q: Db) => Atomic): Promise<unknown[]>;
+  /** One raw SQL statement for atomic(), on the builder `q` it was given (its text may differ by engine). */
+  statement(q: Db, query: SQL): BatchItem<"sqlite">;
   /** Runs one raw SQL statement (a sequence to move, a table to rename in a test). */
   execute(query: SQL): Promise<void>;
   /** Resolves when the database answers (and, for a local file, its write lock can be taken) within `deadlineMs`; else throws why. */
@@ -75,6 +77,7 @@ async function openSqlite(url: string, options: StoreOptions): Promise<Store> {
     tables: schema,
     engine: "sqlite",
     atomic: (build) => db.batch(build(db)),
+    statement: (q, query) => q.run(query),
     execute: async (query) => {
       await db.run(query);
     },
@@ -127,6 +130,7 @@ async function openLocal(url: string, options: StoreOptions): Promise<Store> {
     tables: schema,
     engine: "sqlite",
     atomic: (build) => local.batch(build(local)),
+    statement: (q, query) => q.run(query),
     execute: async (query) => {
       await local.run(query);
     },
@@ -161,6 +165,8 @@ async function openPostgres(url: string): Promise<Store> {
         for (const statement of build(asDb(tx))) results.push(await statement);
         return results;
       }),
+    // A transaction's execute() runs when atomic awaits it, in order, as the builders' statements do.
+    statement: (q, query) => (q as unknown as { execute(query: SQL): BatchItem<"sqlite"> }).execute(query),
     execute: async (query) => {
       await pg.execute(query);
     },
