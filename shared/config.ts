@@ -52,6 +52,7 @@ const VARIABLES = {
   REGISTRY_MAX_DISCOVERY_BYTES: { schema: count(65_536, 268_435_456), fallback: "8388608" },
   REGISTRY_MAX_DISCOVERY_PAGES: { schema: count(1, 10_000), fallback: "100" },
   REGISTRY_MAX_CATALOGUE_BYTES: { schema: count(65_536, 1_073_741_824), fallback: "8388608" },
+  REGISTRY_KEPT_ANSWERS_BYTES: { schema: count(65_536, 4_294_967_296), fallback: "67108864" },
   REGISTRY_SQLITE_SYNC: { schema: v.picklist(["full", "normal"], 'must be "full" or "normal"'), fallback: "full" },
   REGISTRY_PUBLIC_URL: {
     schema: orNone(
@@ -207,6 +208,8 @@ const ConfigSchema = v.pipe(
     consoleIdleMs: seconds(e.REGISTRY_CONSOLE_IDLE),
     /** REGISTRY_NAMESPACE: the reverse-DNS namespace of the registry API's server names (<namespace>/<service>). */
     namespace: e.REGISTRY_NAMESPACE,
+    /** REGISTRY_KEPT_ANSWERS_BYTES: how much memory the answers kept per catalogue generation may take (shared/db/answers.ts). */
+    keptAnswersBytes: e.REGISTRY_KEPT_ANSWERS_BYTES,
     /** What one service may bring into the catalogue (REGISTRY_MAX_*): past a limit its discovery is refused and nothing is written. */
     limits: {
       /** REGISTRY_MAX_TOOLS: tools per service. */

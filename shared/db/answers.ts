@@ -11,10 +11,11 @@ type Kept = { generation: number; value: unknown; size: number };
 /** What one registry keeps: answers by key, and their total size. */
 export type KeptAnswers = { answers: Map<string, Kept>; size: number };
 
-// Bounds on what one registry keeps (keys come from callers: role names need not exist). Over either
-// bound the least recently used answers are dropped until the new one fits; they are rebuilt on demand.
-const MAX_ANSWERS = 1000;
-const MAX_SIZE = 8_000_000;
+// What one registry keeps is bounded in bytes (REGISTRY_KEPT_ANSWERS_BYTES): each answer counts its own
+// size, its key's and what a kept entry costs besides, so answers to many callers' keys (role names need
+// not exist) count too. Over the bound the least recently used answers are dropped until the new one
+// fits; they are rebuilt on demand.
+const ENTRY_BYTES = 200;
 
 /** The catalogue generation now, as the database has it; null if its row is gone (then nothing is kept). */
 export async function catalogueGeneration(ctx: Ctx): Promise<number | null> {
@@ -47,21 +48,21 @@ export async function fromCatalogue<T>(ctx: Ctx, key: string, compute: () => Pro
     return kept.value as T;
   }
   const value = await compute();
-  if ((await catalogueGeneration(ctx)) === generation) keep(memo, key, { generation, value, size: size(value) });
+  if ((await catalogueGeneration(ctx)) === generation) keep(memo, ctx.config.keptAnswersBytes, key, { generation, value, size: size(value) + key.length * 2 + ENTRY_BYTES });
   return value;
 }
 
-// Stores an answer under `key`, first dropping the least recently used ones while either bound would be crossed.
-function keep(memo: KeptAnswers, key: string, answer: Kept): void {
+// Stores an answer under `key`, first dropping the least recently used ones while the bound would be crossed.
+function keep(memo: KeptAnswers, bound: number, key: string, answer: Kept): void {
   const old = memo.answers.get(key);
   if (old) {
     memo.answers.delete(key);
     memo.size -= old.size;
   }
   // One answer larger than the whole bound is not kept at all (it would evict everything for nothing).
-  if (answer.size > MAX_SIZE) return;
+  if (answer.size > bound) return;
   for (const [oldest, dropped] of memo.answers) {
-    if (memo.answers.size < MAX_ANSWERS && memo.size + answer.size <= MAX_SIZE) break;
+    if (memo.size + answer.size <= bound) break;
     memo.answers.delete(oldest);
     memo.size -= dropped.size;
   }
