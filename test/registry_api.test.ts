@@ -305,6 +305,68 @@ describe("GET /v0.1/servers and its versions", () => {
  * compared with the `json` block after it. Times, ports and the user key differ; the import runs first, as
  * the page says.
  */
+describe("GET /v0.1/servers over many services", () => {
+  // More services than one read takes (features/registry_api/servers.ts reads 200 rows at a time for a
+  // filtered list): pages must neither skip nor repeat an entry where the reads meet.
+  const COUNT = 650;
+  let reg: TestRegistry;
+  beforeAll(async () => {
+    reg = await startTestRegistry({ REGISTRY_ADMIN_KEYS: ADMIN, REGISTRY_AGENT_KEYS: AGENT, REGISTRY_REFRESH_INTERVAL: "0" });
+    const { services, tools, roles, toolRoles, users } = reg.ctx.tables;
+    const names = Array.from({ length: COUNT }, (_, i) => `svc-${String(i).padStart(4, "0")}${i % 7 === 0 ? "-maps" : ""}`);
+    const ids: number[] = [];
+    for (let i = 0; i < COUNT; i += 100) {
+      const slice = names.slice(i, i + 100).map((name) => ({ name, endpoint: `http://127.0.0.1:9/${name}/mcp`, transport: "streamable_http" as const }));
+      ids.push(...(await reg.ctx.db.insert(services).values(slice).returning({ id: services.id })).map((r) => r.id));
+    }
+    const toolIds = (
+      await reg.ctx.db
+        .insert(tools)
+        .values(ids.map((serviceId) => ({ serviceId, name: "look", description: "Looks" })))
+        .returning({ id: tools.id })
+    ).map((r) => r.id);
+    const [role] = await reg.ctx.db.insert(roles).values({ name: "third" }).returning({ id: roles.id });
+    // The role reaches every third service.
+    await reg.ctx.db.insert(toolRoles).values(toolIds.filter((_, i) => i % 3 === 0).map((toolId) => ({ toolId, roleId: role.id })));
+    await reg.ctx.db.insert(users).values({ userId: "tess", roleId: role.id });
+  });
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  // Every page of a listing, following nextCursor: the names in order, and each page's size.
+  async function pages(query: string, headers: Record<string, string> = {}) {
+    const names: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | undefined;
+    do {
+      const res = await reg.http(`/v0.1/servers?${query}${cursor ? `&cursor=${cursor}` : ""}`, { key: AGENT, headers });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as Listed;
+      checkServerList(body);
+      names.push(...body.servers.map((s) => s.server.name));
+      sizes.push(body.metadata.count);
+      cursor = body.metadata.nextCursor;
+    } while (cursor);
+    return { names, sizes };
+  }
+  const all = Array.from({ length: COUNT }, (_, i) => `${NS}/svc-${String(i).padStart(4, "0")}${i % 7 === 0 ? "-maps" : ""}`);
+
+  it("pages through a user's view, a search and both, each entry once and in order", async () => {
+    const user = await pages("limit=30", { "x-registry-user": "tess" });
+    expect(user.names).toEqual([`${NS}/gateway`, ...all.filter((_, i) => i % 3 === 0)]);
+    expect(user.sizes.slice(0, -1).every((n) => n === 30)).toBe(true);
+    // 100 a page: each page takes more than one read, and rows where reads meet are the role's.
+    expect((await pages("limit=100", { "x-registry-user": "tess" })).names).toEqual(user.names);
+    const search = await pages("limit=40&search=MAPS");
+    expect(search.names).toEqual(all.filter((_, i) => i % 7 === 0));
+    const both = await pages("limit=7&search=-maps", { "x-registry-user": "tess" });
+    expect(both.names).toEqual(all.filter((_, i) => i % 21 === 0));
+    const plain = await pages("limit=100");
+    expect(plain.names).toEqual(all);
+  });
+});
+
 describe("docs/registry_api.md", () => {
   const DOC_KEY = "mcpr_user_bjZd-ApP8wUwXJFJPh5pLeWhSqeYYrMac8MF5mAvDg0";
   const DOC_TIME = "2026-12-01T12:00:00.000Z";

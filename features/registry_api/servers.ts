@@ -206,7 +206,7 @@ const matches = (e: Entry, input: ListInput) =>
   (input.updated_since === undefined || e.updatedAt >= input.updated_since);
 
 // The user's gateway (null: no user, or no tool): its tools, and the newest change among the services it reaches.
-function userGateway(ctx: Ctx, caller: Caller, reach: Map<number, number> | null, reached: Row[]): Entry | null {
+function userGateway(ctx: Ctx, caller: Caller, reach: Map<number, number> | null, reached: { updatedAt: string }[]): Entry | null {
   if (!reach || reach.size === 0) return null;
   const newest =
     reached
@@ -225,26 +225,45 @@ function userGateway(ctx: Ctx, caller: Caller, reach: Map<number, number> | null
 const reachedRows = <R extends Row & { id: number }>(rows: R[], reach: Map<number, number> | null): R[] =>
   reach ? rows.filter((r) => reach.has(r.id)).map((r) => ({ ...r, tools: reach.get(r.id)! })) : rows;
 
+// Rows read at a time by a filtered list (a user's reach, search, an exact version), until a page is full.
+const CHUNK = 200;
+
 /**
  * GET /v0.1/servers: a page of entries by service name. The gateway (for a user) comes first on the first
- * page; a cursor names the last service shown ("" after the gateway alone).
+ * page; a cursor names the last service shown ("" after the gateway alone). A filter only the entries can
+ * answer (search on the full name, version, a user's reach) reads CHUNK rows at a time from the cursor
+ * until the page and one more entry are found, not every row.
  */
 async function listServers(ctx: Ctx, caller: Caller, input: ListInput) {
   const reach = await reachOf(ctx, caller);
-  // Filters only the entries can answer (search on the full name, version, a user's reach) read every row after the cursor.
-  const everyRow = reach !== null || input.search !== undefined || (input.version !== undefined && input.version !== "latest");
-  const rows = reachedRows(await serviceRows(ctx, { after: input.cursor, since: input.updated_since, limit: everyRow ? undefined : input.limit + 1 }), reach);
-  const entries: { entry: Entry; after: string }[] = [];
-  const gateway = input.cursor === undefined ? userGateway(ctx, caller, reach, rows) : null;
-  if (gateway) entries.push({ entry: gateway, after: "" });
-  for (const r of rows) entries.push({ entry: serviceEntry(ctx.config.namespace, r), after: r.name });
-  const shown = entries.filter(({ entry }) => matches(entry, input));
+  const filtered = reach !== null || input.search !== undefined || (input.version !== undefined && input.version !== "latest");
+  const chunk = filtered ? CHUNK : input.limit + 1;
+  const shown: { entry: Entry; after: string }[] = [];
+  const gateway = input.cursor === undefined ? userGateway(ctx, caller, reach, await reachedUpdates(ctx, reach)) : null;
+  if (gateway && matches(gateway, input)) shown.push({ entry: gateway, after: "" });
+  for (let after = input.cursor; shown.length <= input.limit; ) {
+    const rows = await serviceRows(ctx, { after, since: input.updated_since, limit: chunk });
+    for (const r of reachedRows(rows, reach)) {
+      const entry = serviceEntry(ctx.config.namespace, r);
+      if (matches(entry, input)) shown.push({ entry, after: r.name });
+    }
+    if (rows.length < chunk) break;
+    after = rows[rows.length - 1].name;
+  }
   const page = shown.slice(0, input.limit);
   const more = shown.length > input.limit;
   return {
     servers: page.map(({ entry }) => shape(entry)),
     metadata: { ...(more ? { nextCursor: cursorOf(page[page.length - 1].after) } : {}), count: page.length },
   };
+}
+
+// When each service a user reaches last changed (what their gateway's entry shows): two columns of each row, not the entries.
+async function reachedUpdates(ctx: Ctx, reach: Map<number, number> | null): Promise<{ updatedAt: string }[]> {
+  if (!reach || reach.size === 0) return [];
+  const { services } = ctx.tables;
+  const rows = await ctx.db.select({ id: services.id, updatedAt: sql<string>`coalesce(${services.updatedAt}, ${services.createdAt})` }).from(services);
+  return rows.filter((r) => reach.has(r.id));
 }
 
 const shape = ({ server, _meta }: Entry) => ({ server, _meta });
@@ -256,7 +275,7 @@ async function findServer(ctx: Ctx, caller: Caller, name: string): Promise<Entry
   if (!name.startsWith(`${namespace}/`)) throw new AppError("not_found", "Server not found");
   const part = name.slice(namespace.length + 1);
   if (part === GATEWAY) {
-    const gateway = userGateway(ctx, caller, reach, reachedRows(await serviceRows(ctx, {}), reach));
+    const gateway = userGateway(ctx, caller, reach, await reachedUpdates(ctx, reach));
     if (gateway) return gateway;
     throw new AppError("not_found", "Server not found");
   }
