@@ -11,6 +11,7 @@ import {
   catalogue,
   connectClient,
   freePort,
+  runToExit,
   type Spawned,
   startEverything,
   startSseMcpServer,
@@ -162,6 +163,32 @@ describe("cancellation", () => {
       await s.stop();
     }
   });
+});
+
+describe("a service that accepts and never answers", () => {
+  // Node 20 holds the sources of AbortSignal.any() weakly: a timeout signal among them was collected and
+  // never fired, and such a discovery never ended (the benchmark's refresher stalled on them). A process
+  // collecting garbage all along must still see every discovery end with the timeout.
+  it("ends every discovery at the timeout, even while garbage is collected", async () => {
+    const probe = `
+      import { createServer } from "node:net";
+      import { discoverService } from "./features/services/discovery.ts";
+      const held = [];
+      const server = createServer((s) => held.push(s)).listen(0, "127.0.0.1", async () => {
+        const endpoint = "http://127.0.0.1:" + server.address().port + "/mcp";
+        const collecting = setInterval(() => globalThis.gc(), 20);
+        const ends = await Promise.all(Array.from({ length: 10 }, () => discoverService(endpoint, { timeoutMs: 500 }).then(() => "answered", (e) => e.message)));
+        clearInterval(collecting);
+        console.log(JSON.stringify(ends));
+        for (const s of held) s.destroy();
+        server.close();
+      });`;
+    const { code, output } = await runToExit(process.execPath, ["--expose-gc", "--import", "tsx", "--input-type=module", "-e", probe], { timeoutMs: 60_000 });
+    expect(code).toBe(0);
+    const ends = JSON.parse(output.trim().split("\n").at(-1)!) as string[];
+    expect(ends).toHaveLength(10);
+    for (const end of ends) expect(end).toMatch(/^no MCP service answered at "http:\/\/127\.0\.0\.1:\d+\/mcp" \(streamable HTTP: no answer within 0\.5 s\)$/);
+  }, 90_000);
 });
 
 describe("transport fallback", () => {

@@ -95,20 +95,34 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
       return refusal.error;
     },
   };
-  // Ends every request of this discovery: the timeout, a refusal, or the caller cancelling (the registry stopping).
-  const deadline = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), refusing.signal, ...(options.signal ? [options.signal] : [])]);
+  // Ends every request of this discovery: the timeout, a refusal, or the caller cancelling (the registry
+  // stopping). One controller and a timer of our own: Node 20 holds the sources of AbortSignal.any()
+  // weakly, so an AbortSignal.timeout() among them was collected and never fired, and a service that
+  // accepted the connection and never answered held its discovery (a refresher's slot) for good.
+  const ending = new AbortController();
+  const timer = setTimeout(() => ending.abort(), options.timeoutMs);
+  const cancel = () => ending.abort();
+  refusing.signal.addEventListener("abort", cancel, { once: true });
+  options.signal?.addEventListener("abort", cancel, { once: true });
+  if (options.signal?.aborted) cancel();
+  const deadline = ending.signal;
   const order: Transport[] = url.pathname.replace(/\/+$/, "").endsWith("/sse") ? ["sse"] : ["streamable_http", "sse"];
   const failures: string[] = [];
-  for (const transport of order) {
-    try {
-      return await withDeadline(discoverWith(transport, url, options, deadline, refusal), deadline);
-    } catch (err) {
-      // A service past a limit is refused, not tried again over the other transport.
-      if (refusal.error) throw refusal.error;
-      const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline, options.timeoutMs);
-      failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
-      if (deadline.aborted) break;
+  try {
+    for (const transport of order) {
+      try {
+        return await withDeadline(discoverWith(transport, url, options, deadline, refusal), deadline);
+      } catch (err) {
+        // A service past a limit is refused, not tried again over the other transport.
+        if (refusal.error) throw refusal.error;
+        const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline, options.timeoutMs);
+        failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
+        if (deadline.aborted) break;
+      }
     }
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", cancel);
   }
   throw new AppError("unavailable", `no MCP service answered at "${endpoint}" (${failures.join("; ")})`);
 }
