@@ -12,6 +12,8 @@ import { changeStatements, namesOf, type PinnedTool, planChanges } from "../tool
 import { type Discovery, discoverService, type SkippedTool } from "./discovery.ts";
 
 export type StoredService = Tables["services"]["$inferSelect"];
+/** Service columns to write besides what a write sets itself: values, or SQL computed from the row. */
+type ServiceColumns = { [K in keyof StoredService]?: StoredService[K] | SQL };
 
 /**
  * What a refresh changed: tool names added, removed, and changed (description, title, schemas, annotations:
@@ -87,7 +89,7 @@ export function insertTools(ctx: Ctx, q: Db, serviceId: number | SQL, found: Def
  * computed from the stored tools and applies only if they are still what was read (catalogue_version)
  * and the service still has `endpoint`; otherwise it is read and computed again.
  */
-export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: string, found: Discovery, set: Partial<StoredService>, action: string): Promise<CatalogueDiff> {
+export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: string, found: Discovery, set: ServiceColumns, action: string): Promise<CatalogueDiff> {
   const { services, tools, toolChanges } = ctx.tables;
   for (let attempt = 1; ; attempt++) {
     if (attempt > MAX_ATTEMPTS) throw new AppError("conflict", `Cannot ${action}: the service keeps changing; try again`);
@@ -162,11 +164,11 @@ export async function applyCatalogue(ctx: Ctx, serviceId: number, endpoint: stri
 }
 
 /** Records a failed discovery of a service at `endpoint`: unreachable, the error, one more failure; tools stay. */
-async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, error: string): Promise<void> {
+async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, error: string, set: ServiceColumns): Promise<void> {
   const { services } = ctx.tables;
   await ctx.db
     .update(services)
-    .set({ status: "unreachable", lastError: error, consecutiveFailures: sql`${services.consecutiveFailures} + 1` })
+    .set({ ...set, status: "unreachable", lastError: error, consecutiveFailures: sql`${services.consecutiveFailures} + 1` })
     .where(and(eq(services.id, serviceId), eq(services.endpoint, endpoint)));
 }
 
@@ -174,13 +176,15 @@ async function recordFailure(ctx: Ctx, serviceId: number, endpoint: string, erro
  * Discovers a stored service again with its discovery token and applies the difference. A failed
  * discovery (a service past a limit too) is recorded (health) and thrown; the tools stay. Calls the reread
  * hook when something changed. Tools discovery skipped are not part of the catalogue: a stored one goes.
- * Counted in features/metrics by `trigger` and outcome.
+ * Counted in features/metrics by `trigger` and outcome. `set` holds further service columns for the
+ * write that records the outcome (the background refresher's lease release: one commit, not two).
  */
 export async function refreshStoredService(
   ctx: Ctx,
   service: StoredService,
   signal?: AbortSignal,
   trigger: RefreshTrigger = "manual",
+  set: ServiceColumns = {},
 ): Promise<CatalogueDiff & { tools: number; skipped: SkippedTool[] }> {
   const action = `refresh service "${service.name}"`;
   let found: Discovery;
@@ -203,10 +207,10 @@ export async function refreshStoredService(
       : err.message.startsWith(`Cannot ${action}: `)
         ? err.message.slice(`Cannot ${action}: `.length)
         : err.message;
-    await recordFailure(ctx, service.id, service.endpoint, reason);
+    await recordFailure(ctx, service.id, service.endpoint, reason, set);
     throw known ? new AppError(err.code, `Cannot ${action}: ${reason}`) : err;
   }
-  const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, {}, action).catch((err) => {
+  const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, set, action).catch((err) => {
     countRefresh(trigger, outcomeOf(err));
     throw err;
   });
@@ -396,8 +400,11 @@ function byId(id: AnyColumn, ids: number[], value: () => string | null): SQL {
 async function runClaimed(ctx: Ctx, r: Refresher, service: StoredService, signal: AbortSignal): Promise<void> {
   const lease = service.refreshLeaseUntil!;
   const { services } = ctx.tables;
+  // The lease is released by the write that records the outcome (ours only: a lease another instance took
+  // over is left alone); the release in `finally` is then a write of nothing, which commits nothing to disk.
+  const release = { refreshLeaseUntil: sql<string | null>`case when ${services.refreshLeaseUntil} = ${lease} then null else ${services.refreshLeaseUntil} end` };
   try {
-    const { skipped, held } = await refreshStoredService(ctx, service, signal, "background");
+    const { skipped, held } = await refreshStoredService(ctx, service, signal, "background", release);
     if (service.status !== "ok") ctx.log.info(`Service "${service.name}" is reachable again`);
     // A tool held for review is withheld from agents until an admin looks: the log tells the operator.
     if (held.length) ctx.log.warn(`Service "${service.name}" changed tools; held until an admin approves (list_tool_changes)`, { tools: held.join(", ") });
@@ -418,7 +425,7 @@ async function runClaimed(ctx: Ctx, r: Refresher, service: StoredService, signal
     }
     // not_found or conflict: the service was removed or moved meanwhile; its next refresh sees the new state.
   } finally {
-    // Free the service for its next refresh, which may be due before the lease would end.
+    // Free the service for its next refresh, which may be due before the lease would end (if nothing did).
     await ctx.db
       .update(services)
       .set({ refreshLeaseUntil: null })
