@@ -5,7 +5,9 @@
  * `baseline.ts hono` serves only the first, `baseline.ts sdk` only the second (the benchmark runs each in a
  * fresh process of its own). With BASELINE_MANY_TOOLS=<n>, `baseline.ts sdk` also serves POST /many/mcp: the
  * same server listing n other tools, t0 to t<n-1> (the benchmark registers it as the gateway's service of a
- * role with 500 tools; /mcp is unchanged). Prints "baseline listening on <port>" once it accepts connections.
+ * role with 500 tools; /mcp is unchanged), and POST /many/paged/mcp: the same n tools in pages of
+ * BASELINE_PAGE_SIZE (100, the gateway's page size) following nextCursor, which the gateway's listing of those
+ * tools is compared with (same tools, same round trips). Prints "baseline listening on <port>" once it accepts connections.
  */
 import process from "node:process";
 import { serve } from "@hono/node-server";
@@ -27,6 +29,15 @@ const MANY = Array.from({ length: Number(process.env.BASELINE_MANY_TOOLS ?? 0) }
   inputSchema: { type: "object" as const, properties: { query: { type: "string", description: "What to look for" } }, required: ["query"] },
 }));
 
+const PAGE = Number(process.env.BASELINE_PAGE_SIZE ?? 100);
+
+// One page of `tools`: the cursor is the offset of the page (a real server's would be opaque too).
+function pageOf(tools: Tool[], pageSize: number, cursor: string | undefined): { tools: Tool[]; nextCursor?: string } {
+  const offset = Number(cursor ?? 0);
+  const next = offset + pageSize;
+  return { tools: tools.slice(offset, next), ...(next < tools.length ? { nextCursor: String(next) } : {}) };
+}
+
 // The smallest honest version of each thing the registry does.
 function baselineApp(which: string): Hono {
   const app = new Hono();
@@ -34,20 +45,23 @@ function baselineApp(which: string): Hono {
   if (which === "hono") return app;
   // The same best practices the registry uses (DESIGN.md section 2): one shared validator, JSON responses.
   const validator = new AjvJsonSchemaValidator();
-  const mcp = (tools: Tool[]) => async (c: Context) => {
-    const server = new Server({ name: "baseline", version: "1.0.0" }, { capabilities: { tools: {} }, jsonSchemaValidator: validator });
-    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
-    server.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: "text", text: String(req.params.arguments?.text ?? "") }] }));
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    await server.connect(transport);
-    try {
-      return await transport.handleRequest(c.req.raw);
-    } finally {
-      void server.close();
-    }
-  };
+  const mcp =
+    (tools: Tool[], pageSize = tools.length) =>
+    async (c: Context) => {
+      const server = new Server({ name: "baseline", version: "1.0.0" }, { capabilities: { tools: {} }, jsonSchemaValidator: validator });
+      server.setRequestHandler(ListToolsRequestSchema, (req) => pageOf(tools, pageSize, req.params?.cursor));
+      server.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: "text", text: String(req.params.arguments?.text ?? "") }] }));
+      const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      await server.connect(transport);
+      try {
+        return await transport.handleRequest(c.req.raw);
+      } finally {
+        void server.close();
+      }
+    };
   app.post("/mcp", mcp([ECHO]));
   if (MANY.length) app.post("/many/mcp", mcp(MANY));
+  if (MANY.length) app.post("/many/paged/mcp", mcp(MANY, PAGE));
   return app;
 }
 
