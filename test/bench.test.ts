@@ -7,7 +7,7 @@ import { ENGINE, runToExit, tempDir } from "./helpers.ts";
 type Results = {
   runtime: string;
   engine: string;
-  scenarios: { name: string; kind: string; vs: string; reqPerSec: number; p50Ms: number; p99Ms: number; ratio: number }[];
+  scenarios: { name: string; kind: string; vs: string; reqPerSec: number; p50Ms: number; p99Ms: number; ratio: number; cpuUsPerReq?: number | null; rssMb?: number | null }[];
   targets: { name: string; pass: boolean }[];
   peakRssMb: number | null;
 };
@@ -29,12 +29,15 @@ describe("npm run bench -- --quick", () => {
       "GET /health",
       "GET /token",
       "POST /role_for_user",
+      "POST /system_prompt_for_role",
       "POST /tools_for_role",
       "GET /list_services",
       "MCP tools/call get_tools",
       "MCP tools/list",
       "add_service (server-everything)",
       "remove_service",
+      "gateway tools/call echo",
+      "gateway tools/list (500 tools)",
     ]) {
       expect(names).toContain(name);
     }
@@ -43,6 +46,11 @@ describe("npm run bench -- --quick", () => {
         expect(Number.isFinite(s[field]), `${s.name} ${field} = ${s[field]}`).toBe(true);
       }
       expect(names, `${s.name} is compared with ${s.vs}`).toContain(s.vs);
+    }
+    // What a load row reports (issue 21): the server's CPU per request and its RSS after the run.
+    for (const s of results.scenarios.filter((r) => r.kind === "load")) {
+      expect(Number.isFinite(s.cpuUsPerReq), `${s.name} cpuUsPerReq`).toBe(true);
+      expect(s.rssMb, `${s.name} rssMb`).toBeGreaterThan(0);
     }
     // Each target is reported as met or missed (which one is the benchmark's business, not the suite's).
     expect(results.targets.length).toBeGreaterThanOrEqual(6);
