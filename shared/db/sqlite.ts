@@ -76,6 +76,9 @@ export async function openLocalSqlite(opts: SqliteOptions): Promise<LocalSqlite>
       // FULL: a commit is on disk before it is acknowledged, also across a power loss (docs/configuration.md).
       native.exec(`PRAGMA synchronous=${opts.synchronous === "normal" ? "NORMAL" : "FULL"}`);
       native.exec("PRAGMA foreign_keys=ON");
+      // A page cache of up to 32 MiB (SQLite's default is 2 MB): on a 73 MB catalogue of 10,000 services and
+      // 100,000 users a token lookup took 18.6 µs with the default and 12.3 with 64 MiB (bench/, issue 21).
+      native.exec("PRAGMA cache_size=-32768");
     } catch (err) {
       native.close();
       throw err;
