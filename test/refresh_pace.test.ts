@@ -86,12 +86,17 @@ describe("background refresh of a few hundred services", () => {
   let reg: TestRegistry;
   let many: Many;
   let inserted: number;
+  // Node's warnings in this process (the registry runs in it): every discovery under way listens for the stop.
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
   beforeAll(async () => {
+    process.on("warning", onWarning);
     [reg, many] = await Promise.all([startTestRegistry({ REGISTRY_REFRESH_INTERVAL: String(INTERVAL_S), REGISTRY_DISCOVERY_TIMEOUT: SLOW_MACHINE }), manyServices()]);
     inserted = Date.now();
     await insertServices(reg, many, await freePort());
   });
   afterAll(async () => {
+    process.off("warning", onWarning);
     await reg?.stop();
     await many?.stop();
   });
@@ -113,6 +118,7 @@ describe("background refresh of a few hundred services", () => {
     expect(many.seen.most).toBeGreaterThan(4);
     expect(many.seen.most).toBeLessThanOrEqual(64);
     expect(many.seen.twiceAtOnce).toEqual([]);
+    expect(warnings.filter((w) => w.includes("MaxListeners"))).toEqual([]);
   });
 
   it("logs each unreachable service once however often it fails, and nothing for the reachable ones", LONG, async () => {

@@ -1,4 +1,5 @@
 /** Keeping the catalogue true: re-discovering stored services, applying the difference, health, background refresh. */
+import { setMaxListeners } from "node:events";
 import { type AnyColumn, and, asc, eq, exists, inArray, isNotNull, isNull, lt, lte, notLike, or, type SQL, sql } from "drizzle-orm";
 import type { Ctx } from "../../shared/context.ts";
 import { reencryptSecrets } from "../../shared/crypto.ts";
@@ -282,6 +283,8 @@ export function startRefresher(ctx: Ctx): { stop(): Promise<void> } {
   const interval = ctx.config.refreshIntervalMs;
   if (interval === 0) return { stop: async () => {} };
   const stopping = new AbortController();
+  // Every discovery under way listens for the stop: up to MAX_PARALLEL of them (Node warns past 10).
+  setMaxListeners(MAX_PARALLEL + 10, stopping.signal);
   const tickMs = Math.min(1000, Math.max(50, interval / 10));
   const r: Refresher = {
     running: new Map(),
