@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { definitionOf, digestOf } from "../features/tool_pinning/definition.ts";
+import { openStore } from "../shared/db/db.ts";
 import { call, ENGINE, freshDatabase, runToExit, startTestMcpServer, startTestRegistry, TEST_SECRET, tempDir, text } from "./helpers.ts";
 
 // The predecessor's tables exactly as SQLAlchemy created them on SQLite (foreign keys were never enforced).
@@ -112,6 +114,22 @@ describe("npm run import", () => {
     expect(second.code, second.output).toBe(0);
     for (const kind of ["services", "tools", "roles", "role attachments", "users", "tokens"]) expect(second.output).toMatch(new RegExp(`  ${kind}: 0\\b`));
   });
+
+  it("writes each imported tool with the digest of its definition, so start-up has none to compute", async () => {
+    // One import into a database of its own: a second run's start-up would fill the digests itself.
+    const once = ENGINE === "sqlite" ? { url: `file:${join(dir, "once.db")}`, drop: async () => {} } : await freshDatabase();
+    const imported = await runToExit("npm", ["run", "--silent", "import", "--", `sqlite:///${legacy}`], { env: { ...env, DATABASE_URL: once.url }, timeoutMs: 60_000 });
+    expect(imported.code, imported.output).toBe(0);
+    const store = await openStore(once.url);
+    try {
+      const rows = await store.db.select().from(store.tables.tools);
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row.digest).toBe(digestOf(definitionOf(row)));
+    } finally {
+      await store.close();
+      await once.drop();
+    }
+  }, 90_000);
 
   it("never modifies the predecessor's file", () => {
     expect(sha(legacy)).toBe(before);

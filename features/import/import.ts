@@ -9,6 +9,7 @@ import { syncIdSequence } from "../../shared/db/db.ts";
 import { AppError } from "../../shared/errors.ts";
 import { sealUserToken } from "../credentials/credentials.ts";
 import { endpointSpellings, normalizeEndpoint } from "../services/endpoint.ts";
+import { digestOf } from "../tool_pinning/definition.ts";
 
 type OldService = { id: number; service_name: string; endpoint: string; description: string; requires_authorization: number; method_authorization: string };
 type OldTool = { id: number; service_name: string; name: string; description: string };
@@ -141,7 +142,9 @@ async function importTools({ ctx, old, report, skip }: Run, notImported: Set<str
       skip(what, `the service already has a tool of that name here (id ${sameName.id})`);
       continue;
     }
-    await ctx.db.insert(t.tools).values({ id: tool.id, serviceId, name: tool.name, description: tool.description ?? "" });
+    // With the digest of its definition (the approved one, features/tool_pinning): start-up has none to compute.
+    const definition = { name: tool.name, title: null, description: tool.description ?? "", inputSchema: null, outputSchema: null, annotations: null };
+    await ctx.db.insert(t.tools).values({ id: tool.id, serviceId, ...definition, digest: digestOf(definition) });
     importedTools.add(tool.id);
     report.imported.tools++;
   }
