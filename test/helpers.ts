@@ -197,8 +197,8 @@ export async function startEverything(mode: "streamableHttp" | "sse" = "streamab
 }
 
 export type TestServerOptions = {
-  /** Called with a fresh low-level SDK Server per request: register handlers here. */
-  setup(server: Server): void;
+  /** Called with a fresh low-level SDK Server per request (and the request): register handlers here. */
+  setup(server: Server, req: Request): void;
   instructions?: string;
   /** serverInfo.version the server reports (default "1.0.0"); read on each request, so a test may change it. */
   version?: string | (() => string);
@@ -220,7 +220,7 @@ export async function startTestMcpServer(opts: TestServerOptions): Promise<{ url
       if (req.method !== "POST") return new Response(null, { status: 405 });
       const version = typeof opts.version === "function" ? opts.version() : (opts.version ?? "1.0.0");
       const mcp = new Server({ name: "test-server", version }, { capabilities: opts.capabilities ?? { tools: {} }, instructions: opts.instructions });
-      opts.setup(mcp);
+      opts.setup(mcp, req);
       const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
       await mcp.connect(transport);
       return transport.handleRequest(req);

@@ -5,12 +5,9 @@
  * once, not every failed attempt.
  */
 import { join } from "node:path";
-import { serve } from "@hono/node-server";
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ENGINE, freePort, freshDatabase, startTestRegistry, TEST_SECRET, type TestRegistry, tempDir, waitFor } from "./helpers.ts";
+import { ENGINE, freePort, freshDatabase, startTestMcpServer, startTestRegistry, TEST_SECRET, type TestRegistry, tempDir, waitFor } from "./helpers.ts";
 
 const REACHABLE = 240;
 const UNREACHABLE = 24;
@@ -27,12 +24,9 @@ async function manyServices() {
   const listed = new Map<string, number>();
   const inFlight = new Map<string, number>();
   const seen = { most: 0, now: 0, twiceAtOnce: [] as string[] };
-  const server = serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    fetch: async (req) => {
+  const server = await startTestMcpServer({
+    setup: (mcp, req) => {
       const path = new URL(req.url).pathname;
-      const mcp = new Server({ name: "many", version: "1.0.0" }, { capabilities: { tools: {} } });
       mcp.setRequestHandler(ListToolsRequestSchema, async () => {
         seen.most = Math.max(seen.most, ++seen.now);
         const mine = (inFlight.get(path) ?? 0) + 1;
@@ -44,23 +38,9 @@ async function manyServices() {
         listed.set(path, (listed.get(path) ?? 0) + 1);
         return { tools: [{ name: "lookup", description: `Looks up on ${path}`, inputSchema: { type: "object" as const } }] };
       });
-      const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-      await mcp.connect(transport);
-      return transport.handleRequest(req);
     },
   });
-  await new Promise((r) => server.once("listening", r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    endpoint: (n: number) => `http://127.0.0.1:${port}/s/${n}/mcp`,
-    listed,
-    seen,
-    stop: () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        (server as unknown as { closeAllConnections(): void }).closeAllConnections();
-      }),
-  };
+  return { endpoint: (n: number) => `http://127.0.0.1:${server.port}/s/${n}/mcp`, listed, seen, stop: server.stop };
 }
 
 type Many = Awaited<ReturnType<typeof manyServices>>;
