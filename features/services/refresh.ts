@@ -271,6 +271,9 @@ type Refresher = {
   backlog: boolean;
   /** What each service's last refresh skipped (as logged), to log it again only when it changes. */
   skipped: Map<number, string>;
+  /** The number of services, and when it was counted. */
+  services: number;
+  countedAt: number;
 };
 
 /**
@@ -293,6 +296,8 @@ export function startRefresher(ctx: Ctx): { stop(): Promise<void> } {
     meanMs: Math.min(1000, ctx.config.discoveryTimeoutMs / 10),
     backlog: false,
     skipped: new Map(),
+    services: 0,
+    countedAt: Number.NEGATIVE_INFINITY,
   };
   let timer: ReturnType<typeof setTimeout> | undefined;
   let ticking: Promise<void> | undefined;
@@ -328,9 +333,13 @@ export function startRefresher(ctx: Ctx): { stop(): Promise<void> } {
 
 // One round: schedule services that have no time yet, then claim as many due ones as the pace allows.
 async function round(ctx: Ctx, r: Refresher, tickMs: number, signal: AbortSignal, wake: () => void): Promise<void> {
-  await scheduleNew(ctx);
-  const count = await ctx.db.$count(ctx.tables.services);
-  const rate = Math.max(MIN_RATE, (HEADROOM * count * 1000) / ctx.config.refreshIntervalMs);
+  // Scheduling new services and counting them once a tick: a finished refresh's round reuses the count.
+  if (performance.now() - r.countedAt >= tickMs) {
+    await scheduleNew(ctx);
+    r.services = await ctx.db.$count(ctx.tables.services);
+    r.countedAt = performance.now();
+  }
+  const rate = Math.max(MIN_RATE, (HEADROOM * r.services * 1000) / ctx.config.refreshIntervalMs);
   const now = performance.now();
   r.credit = Math.min(Math.max(MIN_PARALLEL, (rate * tickMs) / 1000), r.credit + (rate * (now - r.creditAt)) / 1000);
   r.creditAt = now;
@@ -414,10 +423,12 @@ async function runClaimed(ctx: Ctx, r: Refresher, service: StoredService, signal
     // Nobody reads a background refresh's result: the log says what it left out (names already escaped),
     // when that changes, not at every refresh of a service that keeps listing the same tools.
     const left = skipped.map((s) => `"${s.name}" (${s.reason})`);
-    if (left.join("\n") !== (r.skipped.get(service.id) ?? "")) {
-      if (left.length) ctx.log.warn(`Service "${service.name}" lists tools the registry skipped`, { skipped: left });
-      if (left.length) r.skipped.set(service.id, left.join("\n"));
-      else r.skipped.delete(service.id);
+    const shown = left.join("\n");
+    if (shown !== (r.skipped.get(service.id) ?? "")) {
+      if (left.length) {
+        ctx.log.warn(`Service "${service.name}" lists tools the registry skipped`, { skipped: left });
+        r.skipped.set(service.id, shown);
+      } else r.skipped.delete(service.id);
     }
   } catch (err) {
     if (signal.aborted) return;
