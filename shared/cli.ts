@@ -7,6 +7,8 @@ import { setInterval } from "node:timers";
 import { parseArgs } from "node:util";
 import { readDotEnv, variablesHelp } from "./config.ts";
 
+const PARENT_AT_LOAD = process.ppid;
+
 /** One flag of a command: a switch, or an option taking a value (shown as `value` in the help). */
 type Flag = { type: "boolean" | "string"; value?: string; help: string };
 
@@ -110,12 +112,16 @@ export function readDotEnvFile(env: Record<string, string | undefined>): Error |
  * npm package's deno shim), which dies of it too. Either way the registry was left running, orphaned, on
  * its port. Watching the parent needs no permission on Deno, unlike /proc.
  *
+ * The parent is the one this process had when this module was loaded, before start-up: a launcher ended
+ * while the database was still being opened or migrated is noticed too (asking for the parent once the
+ * registry listens would get init, or a subreaper, and watch it for good).
+ *
  * Without INIT_CWD nothing is watched: `nohup node dist/main.mjs &` keeps running when its terminal closes
  * (so does `nohup npm start &`: the `sh -c` above the registry lives on). Checked twice a second; the timer
  * never keeps the process alive.
  */
 export function onLauncherGone(env: Record<string, string | undefined>, gone: (launcher: string) => void): void {
-  const parent = process.ppid;
+  const parent = PARENT_AT_LOAD;
   if (!env.INIT_CWD || parent <= 1) return;
   const timer = setInterval(() => {
     if (process.ppid === parent) return;

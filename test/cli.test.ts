@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import { createConnection } from "node:net";
 import { dirname, join } from "node:path";
 import { build } from "esbuild";
+import Database from "libsql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, variablesHelp } from "../shared/config.ts";
 import { CLEAN_ENV, captured, freePort, ROOT, tempDir, waitFor } from "./helpers.ts";
@@ -43,11 +44,11 @@ function start(cmd: string, args: string[], opts: { env?: Record<string, string>
   return run;
 }
 
-/** Resolves with `promise`, or fails naming `what` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+/** Resolves with `promise`, or fails naming `what` after `ms` (a function is asked then, for the state at that moment). */
+async function within<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${typeof what === "string" ? what : what()}`)), ms);
   });
   try {
     return await Promise.race([promise, timeout]);
@@ -68,7 +69,7 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-/** The live processes of the process group `pgid` ("pid (name)"; zombies waiting to be reaped left out, on Linux). */
+/** The live processes of the process group `pgid` ("pid (name) state S parent P"; zombies waiting to be reaped left out, on Linux). */
 function groupMembers(pgid: number): string[] {
   if (!existsSync("/proc/self/stat")) {
     try {
@@ -84,8 +85,8 @@ function groupMembers(pgid: number): string[] {
       try {
         const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
         const end = stat.lastIndexOf(")");
-        const [state, , pgrp] = stat.slice(end + 2).split(" ");
-        return Number(pgrp) === pgid && state !== "Z" ? [stat.slice(0, end + 1)] : [];
+        const [state, ppid, pgrp] = stat.slice(end + 2).split(" ");
+        return Number(pgrp) === pgid && state !== "Z" ? [`${stat.slice(0, end + 1)} state ${state} parent ${ppid}`] : [];
       } catch {
         return [];
       }
@@ -213,7 +214,7 @@ describe("SIGTERM to the process that started the registry", () => {
     run.proc.kill("SIGTERM");
     // `closed` resolves once every process holding the pipes, the registry included, has exited.
     // A bound against a hang, not a timing: a loaded machine takes a few seconds to stop Deno.
-    await within(run.closed, 20_000, `the chain to end after SIGTERM\n${run.stderr()}`);
+    await within(run.closed, 20_000, () => `the chain to end after SIGTERM; left in its group: ${groupMembers(pgid).join(", ")}\n${run.stderr()}`);
     expect(groupMembers(pgid)).toEqual([]);
     expect(await listening(port)).toBe(false);
     // Logged right before process.exit(0), after the database was closed.
@@ -222,12 +223,49 @@ describe("SIGTERM to the process that started the registry", () => {
     expect(run.stderr()).not.toMatch(/ERROR|ERR!/);
   }
 
+  /**
+   * The launcher ends while the registry is still starting: another process holds the new database's write
+   * lock, so the migration waits. The registry must remember the parent it started with, not the one it has
+   * once it listens (by then it is init's child, or a subreaper's), and stop as soon as it is up.
+   */
+  async function stopsWhenLauncherEndsDuringStartUp(cmd: string, args: string[]) {
+    const [port, file] = [await freePort(), join(tempDir(), "r.db")];
+    const lock = new Database(file);
+    lock.exec("PRAGMA journal_mode=WAL");
+    lock.exec("BEGIN IMMEDIATE");
+    const run = start(cmd, args, { env: { MCP_PORT: String(port), DATABASE_URL: `file:${file}`, REGISTRY_SQLITE_BUSY_TIMEOUT: "60" } });
+    try {
+      // Logged before the database is opened: the registry's code runs and waits on the lock.
+      await waitFor(() => /Development mode/.test(run.stderr()), `the first log line\n${run.stderr()}`, 30_000);
+      const pgid = run.proc.pid!;
+      run.proc.kill("SIGTERM");
+      // Only the registry is left of the chain, still starting.
+      await waitFor(() => groupMembers(pgid).length === 1, `the launchers gone: ${groupMembers(pgid).join(", ")}`);
+      expect(run.stderr()).not.toMatch(READY);
+    } finally {
+      lock.exec("COMMIT");
+      lock.close();
+    }
+    await within(run.closed, 20_000, () => `the registry to stop once started; left: ${groupMembers(run.proc.pid!).join(", ")}\n${run.stderr()}`);
+    expect(run.stderr()).toMatch(READY);
+    expect(run.stderr()).toMatch(/INFO MCP Registry stopping: the process that started it \(pid \d+\) has exited\n.*INFO MCP Registry stopped\n/);
+    expect(await listening(port)).toBe(false);
+  }
+
   it("npm start: npm signals only its `sh -c`; the registry sees its parent gone and stops", async () => {
     await stopsOnSigterm("npm", ["start", "--silent"]);
   }, 60_000);
 
   it("deno task start: the task runner signals only the deno shim it runs; the registry sees it gone and stops", async () => {
     await stopsOnSigterm(denoBinary(), ["task", "start"]);
+  }, 60_000);
+
+  it("npm start stopped while the registry is starting: it stops once it is up", async () => {
+    await stopsWhenLauncherEndsDuringStartUp("npm", ["start", "--silent"]);
+  }, 60_000);
+
+  it("deno task start stopped while the registry is starting: it stops once it is up", async () => {
+    await stopsWhenLauncherEndsDuringStartUp(denoBinary(), ["task", "start"]);
   }, 60_000);
 });
 
