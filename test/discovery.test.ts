@@ -1,4 +1,5 @@
 import { existsSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
@@ -205,6 +206,80 @@ describe("transport fallback", () => {
     } finally {
       await reg.stop();
       await sse.stop();
+    }
+  });
+});
+
+describe("streamable HTTP connections: kept alive, redirects", () => {
+  /**
+   * A hand-written streamable HTTP service that answers one request per connection and closes the
+   * connection when a second one arrives on it: what a service that stopped, or whose idle timeout ran out,
+   * does to a connection the registry kept open. Every request after the first comes on a reused connection.
+   */
+  async function oneRequestPerConnection() {
+    const served = new WeakSet<object>();
+    let closedOnReuse = 0;
+    const server = createServer((req, res) => {
+      if (served.has(req.socket)) {
+        closedOnReuse++;
+        return req.socket.destroy();
+      }
+      served.add(req.socket);
+      let body = "";
+      req.on("data", (d: Buffer) => {
+        body += d;
+      });
+      req.on("end", () => {
+        if (req.method !== "POST") return res.writeHead(405).end();
+        const m = JSON.parse(body) as { id?: number; method: string };
+        if (m.id === undefined) return res.writeHead(202).end();
+        const result =
+          m.method === "initialize"
+            ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "hand-written", version: "1.0.0" } }
+            : { tools: [{ name: "kept", inputSchema: { type: "object" } }] };
+        res.writeHead(200, { "content-type": "application/json", "keep-alive": "timeout=60" }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    return { url: `http://127.0.0.1:${port}/mcp`, closedOnReuse: () => closedOnReuse, stop: () => new Promise((r) => server.close(r)) };
+  }
+
+  it("a redirect to another origin is not followed over streamable HTTP, and the credential never gets there", async () => {
+    const seen: (string | undefined)[] = [];
+    const catcher = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => catcher.listen(0, "127.0.0.1", r));
+    const elsewhere = `http://localhost:${(catcher.address() as { port: number }).port}/mcp`;
+    const hop = createServer((_req, res) => res.writeHead(307, { location: elsewhere }).end());
+    await new Promise<void>((r) => hop.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(hop.address() as { port: number }).port}/mcp`;
+    try {
+      const failed = await discoverService(url, { timeoutMs: 5000, wantDescription: false, headers: { authorization: "Bearer s3cret-token" } }).catch((e: Error) => e.message);
+      expect(failed).toMatch(/^no MCP service answered at "[^"]+" \(streamable HTTP: the service redirected to another origin; SSE: /);
+      expect(failed).not.toContain("s3cret");
+      // Only the SSE fallback's fetch may have followed it, and fetch drops Authorization across origins.
+      expect(seen.filter((a) => a?.includes("s3cret"))).toEqual([]);
+    } finally {
+      await Promise.all([new Promise((r) => hop.close(r)), new Promise((r) => catcher.close(r))]);
+    }
+  });
+
+  it("a connection the service closed as it was reused is opened anew: the discovery succeeds", async () => {
+    const s = await oneRequestPerConnection();
+    try {
+      // Three times: the later discoveries start on the connections the earlier ones left open (two of them).
+      for (let i = 0; i < 3; i++) {
+        const found = await discoverService(s.url, { timeoutMs: 5000, wantDescription: false });
+        expect(found.tools.map((t) => t.name)).toEqual(["kept"]);
+        expect(found).toMatchObject({ transport: "streamable_http", version: "1.0.0" });
+      }
+      // Each discovery met at least one connection closed as it was reused.
+      expect(s.closedOnReuse()).toBeGreaterThanOrEqual(3);
+    } finally {
+      await s.stop();
     }
   });
 });

@@ -72,10 +72,11 @@ describe("service endpoints", () => {
     }
   });
 
-  it("a port fetch refuses is said in the registry's words", async () => {
+  it("a port fetch refuses is tried over streamable HTTP (node:http), and said in the registry's words for SSE (fetch)", async () => {
     const r = await call(c, "add_service", { service_name: "x11", endpoint: "http://127.0.0.1:6000/mcp", description: "X" });
     const reason = "the port is one fetch refuses to connect to (a blocked port); serve the service on another port";
-    expect(text(r)).toBe(`Cannot add service "x11": no MCP service answered at "http://127.0.0.1:6000/mcp" (streamable HTTP: ${reason}; SSE: ${reason})`);
+    // Nothing listens on port 6000 here.
+    expect(text(r)).toBe(`Cannot add service "x11": no MCP service answered at "http://127.0.0.1:6000/mcp" (streamable HTTP: connection refused; SSE: ${reason})`);
     expect(text(r)).not.toMatch(/fetch failed|TypeError|bad port/);
   });
 

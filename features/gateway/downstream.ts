@@ -6,15 +6,15 @@
 import { createHash } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
-import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type CallToolResult, CallToolResultSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Ctx } from "../../shared/context.ts";
 import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
 import { AppError } from "../../shared/errors.ts";
 import { REGISTRY_VERSION } from "../../shared/mcp.ts";
 import { counted, reasonOf, redact, withDeadline } from "../services/discovery.ts";
-import { postRpc, SessionGone } from "./post.ts";
+import { initializeSession, postRpc, SessionGone } from "../../shared/post.ts";
 
+const CLIENT_INFO = { name: "mcp-registry-gateway", version: REGISTRY_VERSION };
 /** A session unused this long is closed. */
 const IDLE_MS = 60_000;
 /** Sessions one registry keeps open at most; past it the least recently used is closed. */
@@ -31,13 +31,13 @@ export type Downstream = {
 };
 
 /**
- * An open session: the SDK client that initialized it and, over streamable HTTP, the transport whose session
- * id and protocol version the gateway's own POSTs carry (post.ts). `failure`: why the registry ended it (an
- * answer past the limit); `closed`: the connection is gone.
+ * An open session: over streamable HTTP, the headers its POSTs carry (shared/post.ts: the user's credential,
+ * the session id, the protocol version); over the legacy SSE transport, the SDK client holding its stream.
+ * `failure`: why the registry ended it (an answer past the limit); `closed`: the SSE connection is gone.
  */
 type Session = {
-  client: Client;
-  http?: StreamableHTTPClientTransport;
+  client?: Client;
+  http?: { headers: Record<string, string> };
   nextId: number;
   timer?: ReturnType<typeof setTimeout>;
   failure?: AppError;
@@ -89,31 +89,27 @@ export async function callDownstream(ctx: Ctx, d: Downstream, name: string, args
       if (answered) throw new AppError("unavailable", `Service "${d.service}" refused the call of "${name}": ${redact(err.message, d.headers).slice(0, 500)}`, 502);
       if (session && deadline.aborted && !session.closed) idle(ctx, key, session);
       else await drop(ctx, key);
-      if (attempt === 0 && ((err instanceof StreamableHTTPError && err.code === 404) || err instanceof SessionGone)) continue;
+      if (attempt === 0 && err instanceof SessionGone) continue;
       throw session?.failure ?? failureOf(d, err, deadline, timeoutMs);
     }
   }
 }
 
 /**
- * tools/call on an open session: over streamable HTTP as one POST of the gateway's own (post.ts) with the
- * session's id and protocol version; over the legacy SSE transport through the SDK client. A service's
- * error answer is an McpError, whatever its code.
+ * tools/call on an open session: over streamable HTTP as one POST (shared/post.ts) with the session's
+ * headers; over the legacy SSE transport through the SDK client. A service's error answer is an McpError,
+ * whatever its code.
  */
 async function callOn(ctx: Ctx, session: Session, d: Downstream, params: { name: string; arguments?: Record<string, unknown> }, deadline: AbortSignal): Promise<unknown> {
-  const t = session.http;
-  if (!t) {
+  if (!session.http) {
     // The deadline ends the call; the SDK's own timeout (a second later) never fires first, so an error with
     // the SDK's timeout code can only be the service's own answer.
-    return session.client.request({ method: "tools/call", params }, CallToolResultSchema, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs + 1000 });
+    return session.client!.request({ method: "tools/call", params }, CallToolResultSchema, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs + 1000 });
   }
   const limit = ctx.config.limits.answerBytes;
-  const headers: Record<string, string> = { ...(d.headers ?? {}) };
-  if (t.sessionId) headers["mcp-session-id"] = t.sessionId;
-  if (t.protocolVersion) headers["mcp-protocol-version"] = t.protocolVersion;
   const answer = await postRpc({
     url: new URL(d.endpoint),
-    headers,
+    headers: session.http.headers,
     message: { jsonrpc: "2.0", id: session.nextId++, method: "tools/call", params },
     limit,
     tooLarge: () => new AppError("unavailable", `Service "${d.service}" answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`, 502),
@@ -155,35 +151,40 @@ function sessionFor(ctx: Ctx, key: string, d: Downstream, deadline: AbortSignal)
 
 async function connect(ctx: Ctx, d: Downstream, deadline: AbortSignal): Promise<Session> {
   const limit = ctx.config.limits.answerBytes;
-  const session = {} as Session;
+  const session: Session = { nextId: 1 };
   const tooLarge = () => {
     session.failure ??= new AppError("unavailable", `Service "${d.service}" answered with more than ${limit} bytes (REGISTRY_MAX_DISCOVERY_BYTES)`, 502);
-    void session.client.close().catch(() => {});
+    void session.client?.close().catch(() => {});
     return session.failure;
   };
-  // Every request carries only the user's credential, and every answer is bounded: a POST's whole body, each
-  // event of the legacy SSE stream. Past the limit the session ends and its calls fail saying why.
+  const url = new URL(d.endpoint);
+  if (d.transport === "streamable_http") {
+    // Initialization changes nothing downstream: sent again if a kept-alive connection turns out closed.
+    const target = { url, headers: d.headers ?? {}, limit, tooLarge, signal: deadline, repeatable: true };
+    const { headers } = await initializeSession(target, CLIENT_INFO).catch((err) => {
+      throw session.failure ?? err;
+    });
+    session.http = { headers };
+    return session;
+  }
+  // The legacy SSE transport: every request carries only the user's credential, and each event of the
+  // stream is bounded. Past the limit the session ends and its calls fail saying why.
   const fetchWith = async (input: string | URL, init?: RequestInit) => {
     const method = init?.method ?? "GET";
-    // Streamable HTTP's optional GET stream carries only what the server starts (the gateway never needs it): not opened.
-    if (method === "GET" && d.transport === "streamable_http") return new Response(null, { status: 405 });
     const headers = new Headers(init?.headers);
     for (const [k, v] of Object.entries(d.headers ?? {})) headers.set(k, v);
     const response = await sameOriginFetch(input, { ...init, headers });
     return method === "POST" ? counted(response, limit, tooLarge) : eventsWithin(response, limit, tooLarge);
   };
-  const url = new URL(d.endpoint);
-  const transport = d.transport === "sse" ? new SSEClientTransport(url, { fetch: fetchWith }) : new StreamableHTTPClientTransport(url, { fetch: fetchWith });
-  session.client = new Client({ name: "mcp-registry-gateway", version: REGISTRY_VERSION });
-  session.nextId = 1;
-  if (transport instanceof StreamableHTTPClientTransport) session.http = transport;
-  session.client.onclose = () => {
+  const client = new Client(CLIENT_INFO);
+  session.client = client;
+  client.onclose = () => {
     session.closed = true;
   };
   try {
-    await session.client.connect(transport, { signal: deadline, timeout: ctx.config.gatewayTimeoutMs + 1000 });
+    await client.connect(new SSEClientTransport(url, { fetch: fetchWith }), { signal: deadline, timeout: ctx.config.gatewayTimeoutMs + 1000 });
   } catch (err) {
-    await session.client.close().catch(() => {});
+    await client.close().catch(() => {});
     throw session.failure ?? err;
   }
   return session;
@@ -204,7 +205,7 @@ async function drop(ctx: Ctx, key: string): Promise<void> {
   const session = await opening.catch(() => null);
   if (!session) return;
   clearTimeout(session.timer);
-  await session.client.close().catch(() => {});
+  await session.client?.close().catch(() => {});
 }
 
 /** Closes every downstream session (the registry is stopping); later calls are refused. */
