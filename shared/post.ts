@@ -9,8 +9,16 @@ import https from "node:https";
 import { type AnySchema, type SchemaOutput, safeParse } from "@modelcontextprotocol/sdk/server/zod-compat.js";
 import { type InitializeResult, InitializeResultSchema, LATEST_PROTOCOL_VERSION, McpError, SUPPORTED_PROTOCOL_VERSIONS } from "@modelcontextprotocol/sdk/types.js";
 
-// Connections kept open between calls, per registry process (the services are few; sockets are reused per origin).
-const agents = { "http:": new http.Agent({ keepAlive: true, maxSockets: 256 }), "https:": new https.Agent({ keepAlive: true, maxSockets: 256 }) };
+/**
+ * Connections kept open between requests, per registry process and origin. One left idle is closed after
+ * IDLE_SOCKET_MS even when the service would keep it forever (Go's net/http does by default): the refresher
+ * talks to every service once per interval, and thousands of idle sockets would use up the file descriptors.
+ */
+const IDLE_SOCKET_MS = 5_000;
+const agents = {
+  "http:": new http.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS }),
+  "https:": new https.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS }),
+};
 
 /** The service no longer knows the session (HTTP 404 to a request that named one): initialize again. */
 export class SessionGone extends Error {}
@@ -36,8 +44,8 @@ export type RpcRequest = {
 
 /**
  * Sends the request and resolves with the answer to its id (from a JSON body or from the events of an SSE
- * one); a notification resolves with no answer once the service accepted it. Follows at most 5 redirects (307/308), each within the endpoint's origin: the credential in the
- * headers never goes to another host.
+ * one); a notification resolves with no answer once the service accepted it. Follows at most 5 redirects
+ * (307/308), each within the endpoint's origin: the credential in the headers never goes to another host.
  */
 export async function postRpc(r: RpcRequest): Promise<RpcAnswer> {
   const body = JSON.stringify(r.message);

@@ -21,6 +21,7 @@ import {
   type TestRegistry,
   tempDir,
   text,
+  waitFor,
 } from "./helpers.ts";
 
 const EVERYTHING_TOOLS = [
@@ -266,6 +267,38 @@ describe("streamable HTTP connections: kept alive, redirects", () => {
       await Promise.all([new Promise((r) => hop.close(r)), new Promise((r) => catcher.close(r))]);
     }
   });
+
+  it("a connection left idle is closed by the registry, even when the service would keep it open for good", async () => {
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => {
+        body += d;
+      });
+      req.on("end", () => {
+        const m = JSON.parse(body) as { id?: number; method: string };
+        if (m.id === undefined) return res.writeHead(202).end();
+        const result = m.method === "initialize" ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "h", version: "1" } } : { tools: [] };
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
+      });
+    });
+    // No idle timeout of its own: only the registry can end the connections.
+    server.keepAliveTimeout = 0;
+    let open = 0;
+    server.on("connection", (socket) => {
+      open++;
+      socket.once("close", () => open--);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/mcp`;
+      expect((await discoverService(url, { timeoutMs: 5000, wantDescription: false })).tools).toEqual([]);
+      expect(open).toBeGreaterThan(0);
+      // Closed after 5 s idle (the bound is against a connection kept for good, not a timing).
+      await waitFor(() => open === 0, "the idle connections to be closed", 20_000);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  }, 30_000);
 
   it("a connection the service closed as it was reused is opened anew: the discovery succeeds", async () => {
     const s = await oneRequestPerConnection();
