@@ -52,25 +52,27 @@ export async function postRpc(r: RpcRequest): Promise<RpcAnswer> {
   let url = r.url;
   for (let hops = 0; ; hops++) {
     const res = await send(url, r, body);
+    const status = res.statusCode ?? 0;
     const location = res.headers.location;
-    if (res.statusCode && res.statusCode >= 300 && res.statusCode < 400 && location) {
-      res.resume();
+    if (status >= 300 && status < 400 && location) {
+      discard(res);
       const next = new URL(location, url);
-      if (next.origin !== url.origin || hops === 5 || (res.statusCode !== 307 && res.statusCode !== 308))
-        throw new Error(`the service redirected to ${next.origin !== url.origin ? "another origin" : "itself too often"}`);
+      if (next.origin !== url.origin) throw new Error("the service redirected to another origin");
+      if (status !== 307 && status !== 308) throw new Error(`the service redirected with HTTP ${status}, which turns a POST into a GET (only 307 and 308 are followed)`);
+      if (hops === 5) throw new Error("the service redirected to itself too often");
       url = next;
       continue;
     }
-    if (res.statusCode === 404 && r.headers["mcp-session-id"]) {
-      res.resume();
+    if (status === 404 && r.headers["mcp-session-id"]) {
+      discard(res);
       throw new SessionGone("session gone");
     }
-    if (!res.statusCode || res.statusCode >= 400) {
-      res.resume();
-      throw Object.assign(new Error(`HTTP ${res.statusCode}`), { code: res.statusCode });
+    if (status < 200 || status >= 400) {
+      discard(res);
+      throw Object.assign(new Error(`HTTP ${status}`), { code: status });
     }
     if (r.message.id === undefined) {
-      res.resume();
+      discard(res);
       return {};
     }
     // A declared length past the limit is refused unread.
@@ -89,16 +91,30 @@ function send(url: URL, r: RpcRequest, body: string): Promise<http.IncomingMessa
     const agent = agents[url.protocol as keyof typeof agents];
     if (!agent) return reject(new Error(`the endpoint is not an http(s) URL`));
     const headers = { ...r.headers, "content-type": "application/json", accept: "application/json, text/event-stream", "content-length": String(Buffer.byteLength(body)) };
-    const req = (url.protocol === "https:" ? https : http).request(url, { method: "POST", headers, agent, signal: r.signal }, resolve);
+    let answered = false;
+    const req = (url.protocol === "https:" ? https : http).request(url, { method: "POST", headers, agent, signal: r.signal }, (res) => {
+      answered = true;
+      resolve(res);
+    });
     req.once("error", (err: NodeJS.ErrnoException) => {
-      // A reused connection the service had closed in the meantime (it stopped, or its idle timeout ran out).
-      // Sent again on the next one: each stale connection is gone once tried, so this ends on a new connection.
-      const stale = req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
+      // A reused connection the service had closed in the meantime (it stopped, or its idle timeout ran out),
+      // before any answer began. Sent again on the next one: each stale connection is gone once tried, so
+      // this ends on a new connection. An answer cut off midway is an error: the request is not sent twice.
+      const stale = !answered && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
       if (stale && r.repeatable && !r.signal.aborted) send(url, r, body).then(resolve, reject);
       else reject(err);
     });
     req.end(body);
   });
+}
+
+/**
+ * An answer not read: one without a body lets its connection go back to the pool; any other is closed
+ * rather than downloaded (its size is the service's to choose, and nothing would bound it).
+ */
+function discard(res: http.IncomingMessage): void {
+  if (res.headers["content-length"] === "0" || res.statusCode === 204 || res.statusCode === 304) res.resume();
+  else res.destroy();
 }
 
 // The answer to the request's id in a response body, read within the limit: a JSON message (or batch), or SSE events.
@@ -107,6 +123,8 @@ function answerIn(res: http.IncomingMessage, r: RpcRequest, id: number): Promise
   return new Promise((resolve, reject) => {
     let text = "";
     let bytes = 0;
+    // SSE lines end with CRLF, LF or CR: read as LF, a CRLF split between two chunks included.
+    let afterCr = false;
     const fail = (err: Error) => {
       res.destroy();
       reject(err);
@@ -115,10 +133,17 @@ function answerIn(res: http.IncomingMessage, r: RpcRequest, id: number): Promise
     res.on("data", (chunk: string) => {
       bytes += Buffer.byteLength(chunk);
       if (bytes > r.limit) return fail(r.tooLarge());
-      text += chunk;
-      if (!sse) return;
-      // Complete events so far: the answer may come before the stream ends (or after notifications).
-      const events = text.split(/\r?\n\r?\n/);
+      if (!sse) {
+        text += chunk;
+        return;
+      }
+      const lf = (afterCr && chunk.startsWith("\n") ? chunk.slice(1) : chunk).replace(/\r\n?/g, "\n");
+      afterCr = chunk.endsWith("\r");
+      text += lf;
+      // Complete events so far: the answer may come before the stream ends (or after notifications). Only
+      // the new text is searched for an event's end, so a long event costs its length once, not per chunk.
+      if (!text.slice(Math.max(0, text.length - lf.length - 1)).includes("\n\n")) return;
+      const events = text.split("\n\n");
       text = events.pop()!;
       for (const event of events) {
         const found = answerOf(dataOf(event), id);
@@ -140,7 +165,7 @@ function answerIn(res: http.IncomingMessage, r: RpcRequest, id: number): Promise
 // The data of one server-sent event (its data lines joined).
 function dataOf(event: string): string {
   return event
-    .split(/\r?\n/)
+    .split(/\r\n?|\n/)
     .filter((line) => line.startsWith("data:"))
     .map((line) => line.slice(line[5] === " " ? 6 : 5))
     .join("\n");

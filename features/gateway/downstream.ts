@@ -124,7 +124,7 @@ async function callOn(ctx: Ctx, session: Session, d: Downstream, params: { name:
 function failureOf(d: Downstream, err: unknown, deadline: AbortSignal, timeoutMs: number): AppError {
   if (err instanceof AppError) return err;
   const timedOut = deadline.aborted;
-  const reason = timedOut ? `no answer within ${timeoutMs / 1000} s (REGISTRY_GATEWAY_TIMEOUT)` : reasonOf(err, deadline, timeoutMs);
+  const reason = timedOut ? `no answer within ${timeoutMs / 1000} s (REGISTRY_GATEWAY_TIMEOUT)` : reasonOf(err, deadline, timeoutMs, d.headers);
   return new AppError("unavailable", `Service "${d.service}" could not be reached: ${redact(reason, d.headers)}`, timedOut ? 504 : 502);
 }
 

@@ -123,7 +123,7 @@ async function discoverOnce(endpoint: string, options: DiscoverOptions): Promise
       } catch (err) {
         // A service past a limit is refused, not tried again over the other transport.
         if (refusal.error) throw refusal.error;
-        const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline, options.timeoutMs);
+        const reason = options.signal?.aborted ? "cancelled" : reasonOf(err, deadline, options.timeoutMs, options.headers);
         failures.push(`${transport === "sse" ? "SSE" : "streamable HTTP"}: ${reason}`);
         if (deadline.aborted) break;
       }
@@ -392,8 +392,8 @@ const NETWORK_REASONS: Record<string, string> = {
   ECONNRESET: "connection reset",
 };
 
-/** A short, safe explanation of why a connection failed (no stack, no internals of ours). */
-export function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number): string {
+/** A short, safe explanation of why a connection failed (no stack, no internals of ours, no value of `headers`). */
+export function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number, headers?: Record<string, string>): string {
   if (deadline.aborted) return `no answer within ${timeoutMs / 1000} s`;
   // fetch hides the network error code in its cause chain; the SSE transport keeps it only in its message.
   for (const e of chain(err)) {
@@ -405,8 +405,9 @@ export function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number)
   // The SDK's transport errors carry the HTTP status of a refused request as their code.
   const status = (err as { code?: unknown })?.code;
   if ((err instanceof StreamableHTTPError || err instanceof SseError) && typeof status === "number" && status >= 100) return `HTTP ${status}`;
-  // "fetch failed" and "SSE error: TypeError: fetch failed" say nothing a person can act on.
-  const message = String((err as Error)?.message ?? err)
+  // "fetch failed" and "SSE error: TypeError: fetch failed" say nothing a person can act on. The headers'
+  // values are blanked out before the cut: a credential the service echoed must not survive as a prefix.
+  const message = redact(String((err as Error)?.message ?? err), headers)
     .split("\n")[0]
     .replace(/^SSE error: /, "")
     .replace(/^(TypeError: )?fetch failed.*$/, "the connection failed")
