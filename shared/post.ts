@@ -108,13 +108,25 @@ function send(url: URL, r: RpcRequest, body: string): Promise<http.IncomingMessa
   });
 }
 
+/** What an answer the registry does not read may bring before its connection is closed instead of reused. */
+const DISCARD_BYTES = 65_536;
+const DISCARD_MS = 1_000;
+
 /**
- * An answer not read: one without a body lets its connection go back to the pool; any other is closed
- * rather than downloaded (its size is the service's to choose, and nothing would bound it).
+ * An answer not read (an empty 202 sent chunked, as the SDK's server does, an error page): drained, so that
+ * its connection goes back to the pool, but only up to DISCARD_BYTES and DISCARD_MS; past either it is
+ * closed. Its size and pace are the service's to choose.
  */
 function discard(res: http.IncomingMessage): void {
-  if (res.headers["content-length"] === "0" || res.statusCode === 204 || res.statusCode === 304) res.resume();
-  else res.destroy();
+  let bytes = 0;
+  const timer = setTimeout(() => res.destroy(), DISCARD_MS);
+  timer.unref?.();
+  res.on("data", (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > DISCARD_BYTES) res.destroy();
+  });
+  res.once("close", () => clearTimeout(timer));
+  res.resume();
 }
 
 // The answer to the request's id in a response body, read within the limit: a JSON message (or batch), or SSE events.

@@ -364,7 +364,7 @@ describe("connections", () => {
   });
 
   // An answer postRpc does not read (to a notification, an HTTP error status, a redirect) was drained with
-  // res.resume(), without the limit and past the discovery's end: now closed unless it declares no body.
+  // res.resume(), without the limit and past the discovery's end: now drained for at most 64 KiB and 1 s.
   it.each(["notifications/initialized", "initialize"])("an unread answer (to %s) is not downloaded past the limit", async (method) => {
     const outcome: string[] = [];
     const s = await service(
@@ -376,6 +376,25 @@ describe("connections", () => {
     await discoverService(s.url, { timeoutMs: 5000, wantDescription: false, limits: SMALL }).catch(() => {});
     await waitFor(() => outcome.length, "the unread answer to end", 15_000);
     expect(outcome[0]).toBe("closed");
+  });
+});
+
+describe("an unread answer that never ends", () => {
+  it("a 202 to notifications/initialized trickling forever: the discovery succeeds and the registry closes that connection", async () => {
+    let closed = false;
+    const s = await service(
+      on("notifications/initialized", (_m, req, res) => {
+        req.socket.once("close", () => {
+          closed = true;
+        });
+        res.writeHead(202, { "content-type": "text/plain" });
+        trickle(res, () => "z");
+      }),
+    );
+    const found = await discoverService(s.url, { timeoutMs: 5000, wantDescription: false, limits: SMALL });
+    expect(found.tools.map((t) => t.name)).toEqual(["kept"]);
+    // A bound against a connection drained for good, not a timing.
+    await waitFor(() => closed, "the trickling connection to be closed", 15_000);
   });
 });
 
