@@ -1,7 +1,6 @@
 /** Discovery: connect to an MCP service over HTTP, read its whole tool catalogue and its description. */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/sse.js";
-import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { AnySchema, SchemaOutput } from "@modelcontextprotocol/sdk/server/zod-compat.js";
 import { ListResourcesResultSchema, ListToolsResultSchema, ReadResourceResultSchema, type ServerCapabilities, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
@@ -402,9 +401,9 @@ export function reasonOf(err: unknown, deadline: AbortSignal, timeoutMs: number,
   }
   // fetch refuses ports browsers block (6000, 6667, ...) and says only "bad port" in its cause.
   if (chain(err).some((e) => /\bbad port\b/.test(String(e.message)))) return "the port is one fetch refuses to connect to (a blocked port); serve the service on another port";
-  // The SDK's transport errors carry the HTTP status of a refused request as their code.
+  // The SDK's SSE transport errors carry the HTTP status of a refused request as their code.
   const status = (err as { code?: unknown })?.code;
-  if ((err instanceof StreamableHTTPError || err instanceof SseError) && typeof status === "number" && status >= 100) return `HTTP ${status}`;
+  if (err instanceof SseError && typeof status === "number" && status >= 100) return `HTTP ${status}`;
   // "fetch failed" and "SSE error: TypeError: fetch failed" say nothing a person can act on. The headers'
   // values are blanked out before the cut: a credential the service echoed must not survive as a prefix.
   const message = redact(String((err as Error)?.message ?? err), headers)
