@@ -11,11 +11,9 @@
  */
 import process from "node:process";
 import { serve } from "@hono/node-server";
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { CallToolRequestSchema, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
-import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
+import type { Tool } from "@modelcontextprotocol/sdk/types.js";
 import { type Context, Hono } from "hono";
+import { answerStateless } from "./stateless.ts";
 
 const ECHO = {
   name: "echo",
@@ -44,21 +42,13 @@ function baselineApp(which: string): Hono {
   if (which !== "sdk") app.get("/json", (c) => c.json({ status: "healthy", service: "mcp-server" }));
   if (which === "hono") return app;
   // The same best practices the registry uses (DESIGN.md section 2): one shared validator, JSON responses.
-  const validator = new AjvJsonSchemaValidator();
   const mcp =
     (tools: Tool[], pageSize = tools.length) =>
-    async (c: Context) => {
-      const server = new Server({ name: "baseline", version: "1.0.0" }, { capabilities: { tools: {} }, jsonSchemaValidator: validator });
-      server.setRequestHandler(ListToolsRequestSchema, (req) => pageOf(tools, pageSize, req.params?.cursor));
-      server.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: "text", text: String(req.params.arguments?.text ?? "") }] }));
-      const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-      await server.connect(transport);
-      try {
-        return await transport.handleRequest(c.req.raw);
-      } finally {
-        void server.close();
-      }
-    };
+    (c: Context) =>
+      answerStateless(c.req.raw, "baseline", "1.0.0", {
+        list: (cursor) => pageOf(tools, pageSize, cursor),
+        call: (args) => ({ content: [{ type: "text", text: String(args?.text ?? "") }] }),
+      });
   app.post("/mcp", mcp([ECHO]));
   if (MANY.length) app.post("/many/mcp", mcp(MANY));
   if (MANY.length) app.post("/many/paged/mcp", mcp(MANY, PAGE));

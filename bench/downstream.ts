@@ -9,15 +9,11 @@
 import { createServer, type Socket } from "node:net";
 import process from "node:process";
 import { serve } from "@hono/node-server";
-import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { Hono } from "hono";
 import { DOWNSTREAM_VERSION, toolDefinition } from "./shape.ts";
+import { answerStateless } from "./stateless.ts";
 
 const TOOLS = Number(process.env.DOWNSTREAM_TOOLS ?? 10);
-const validator = new AjvJsonSchemaValidator();
 const stats = { requests: 0, services: new Set<number>(), hung: 0 };
 
 const app = new Hono();
@@ -25,16 +21,10 @@ app.post("/s/:n/mcp", async (c) => {
   const n = Number(c.req.param("n"));
   stats.requests++;
   stats.services.add(n);
-  const server = new Server({ name: `bench-downstream-${n}`, version: DOWNSTREAM_VERSION }, { capabilities: { tools: {} }, jsonSchemaValidator: validator });
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: Array.from({ length: TOOLS }, (_, j) => toolDefinition(n, j)) }));
-  server.setRequestHandler(CallToolRequestSchema, () => ({ content: [{ type: "text", text: "ok" }] }));
-  const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-  await server.connect(transport);
-  try {
-    return await transport.handleRequest(c.req.raw);
-  } finally {
-    void server.close();
-  }
+  return answerStateless(c.req.raw, `bench-downstream-${n}`, DOWNSTREAM_VERSION, {
+    list: () => ({ tools: Array.from({ length: TOOLS }, (_, j) => toolDefinition(n, j)) }),
+    call: () => ({ content: [{ type: "text", text: "ok" }] }),
+  });
 });
 // Stateless: no stream to open, no session to end (405, as the transport's spec says; a 404 would be an error to the client).
 app.on(["GET", "DELETE"], "/s/:n/mcp", (c) => c.body(null, 405));
