@@ -2,7 +2,8 @@
  * MCP over streamable HTTP as plain POSTs on kept-alive connections (node:http, on Node and on Deno): a
  * session's initialization and its JSON-RPC requests. The gateway's sessions and discovery's go this way;
  * through the SDK client and fetch a gateway call cost the registry about 2.5 times the CPU and a 10-tool
- * discovery about 3.5 times (docs/performance.md). The legacy SSE transport stays with the SDK client.
+ * discovery about 3.5 times (docs/performance.md). The legacy SSE transport stays with the SDK client, over
+ * sameOriginFetch (below), which holds its redirects to the same rule as these POSTs.
  */
 import http from "node:http";
 import https from "node:https";
@@ -226,4 +227,22 @@ export function resultOf<S extends AnySchema>(answer: RpcAnswer, schema: S): Sch
   const parsed = safeParse(schema, answer.result);
   if (!parsed.success) throw new Error(`the service's answer is not one MCP allows: ${String((parsed.error as Error).message).slice(0, 200)}`);
   return parsed.data;
+}
+
+/**
+ * fetch following at most 5 redirects, each within the endpoint's origin, for the legacy SSE transport
+ * (discovery's and the gateway's): a credential header is never sent to another host (a redirect elsewhere
+ * is an error; fetch itself would drop only Authorization), while a service that redirects /mcp to /mcp/ works.
+ */
+export async function sameOriginFetch(input: string | URL, init: RequestInit): Promise<Response> {
+  let url = new URL(input);
+  for (let hops = 0; ; hops++) {
+    const response = await fetch(url, { ...init, redirect: "manual" });
+    const location = response.headers.get("location");
+    if (response.status < 300 || response.status >= 400 || !location) return response;
+    await response.body?.cancel().catch(() => {});
+    const next = new URL(location, url);
+    if (next.origin !== url.origin || hops === 5) throw new Error(`the service redirected to ${next.origin === url.origin ? "itself too often" : "another origin"}`);
+    url = next;
+  }
 }

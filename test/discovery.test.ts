@@ -246,25 +246,56 @@ describe("streamable HTTP connections: kept alive, redirects", () => {
     return { url: `http://127.0.0.1:${port}/mcp`, closedOnReuse: () => closedOnReuse, stop: () => new Promise((r) => server.close(r)) };
   }
 
-  it("a redirect to another origin is not followed over streamable HTTP, and the credential never gets there", async () => {
-    const seen: (string | undefined)[] = [];
+  it("a redirect to another origin is followed by neither transport: no credential header ever gets there", async () => {
+    const seen: string[] = [];
     const catcher = createServer((req, res) => {
-      seen.push(req.headers.authorization);
+      seen.push(`${req.method} ${JSON.stringify(req.headers)}`);
       res.writeHead(404).end();
     });
     await new Promise<void>((r) => catcher.listen(0, "127.0.0.1", r));
     const elsewhere = `http://localhost:${(catcher.address() as { port: number }).port}/mcp`;
+    // Every request (the streamable HTTP POST, the SSE fallback's GET) is sent elsewhere.
     const hop = createServer((_req, res) => res.writeHead(307, { location: elsewhere }).end());
     await new Promise<void>((r) => hop.listen(0, "127.0.0.1", r));
     const url = `http://127.0.0.1:${(hop.address() as { port: number }).port}/mcp`;
     try {
-      const failed = await discoverService(url, { timeoutMs: 5000, wantDescription: false, headers: { authorization: "Bearer s3cret-token" } }).catch((e: Error) => e.message);
-      expect(failed).toMatch(/^no MCP service answered at "[^"]+" \(streamable HTTP: the service redirected to another origin; SSE: /);
-      expect(failed).not.toContain("s3cret");
-      // Only the SSE fallback's fetch may have followed it, and fetch drops Authorization across origins.
-      expect(seen.filter((a) => a?.includes("s3cret"))).toEqual([]);
+      // fetch drops Authorization across origins by itself, but not a header such as X-Api-Key.
+      for (const headers of [{ authorization: "Bearer s3cret-token" }, { "x-api-key": "s3cret-key" }] as Record<string, string>[]) {
+        const failed = await discoverService(url, { timeoutMs: 5000, wantDescription: false, headers }).catch((e: Error) => e.message);
+        expect(failed).toBe(`no MCP service answered at "${url}" (streamable HTTP: the service redirected to another origin; SSE: the service redirected to another origin)`);
+      }
+      expect(seen).toEqual([]);
     } finally {
       await Promise.all([new Promise((r) => hop.close(r)), new Promise((r) => catcher.close(r))]);
+    }
+  });
+
+  it("an SSE service whose message endpoint redirects to another origin: its POSTs never carry a header there", async () => {
+    const seen: string[] = [];
+    const catcher = createServer((req, res) => {
+      seen.push(`${req.method} ${JSON.stringify(req.headers)}`);
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => catcher.listen(0, "127.0.0.1", r));
+    const elsewhere = `http://localhost:${(catcher.address() as { port: number }).port}/messages`;
+    // A legacy SSE service: its stream names /messages, where every POST is sent to another origin.
+    const sse = createServer((req, res) => {
+      if (req.method === "GET" && req.url === "/sse") {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        return res.write("event: endpoint\ndata: /messages\n\n");
+      }
+      if (req.url === "/messages") return res.writeHead(307, { location: elsewhere }).end();
+      res.writeHead(405).end();
+    });
+    await new Promise<void>((r) => sse.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(sse.address() as { port: number }).port}/sse`;
+    try {
+      const failed = await discoverService(url, { timeoutMs: 5000, wantDescription: false, headers: { "x-api-key": "s3cret-key" } }).catch((e: Error) => e.message);
+      expect(seen).toEqual([]);
+      expect(failed).toBe(`no MCP service answered at "${url}" (SSE: the service redirected to another origin)`);
+    } finally {
+      sse.closeAllConnections();
+      await Promise.all([new Promise((r) => sse.close(r)), new Promise((r) => catcher.close(r))]);
     }
   });
 

@@ -12,7 +12,7 @@ import { MAX_NESTING, nestedWithin } from "../../shared/validate.ts";
 import { AppError } from "../../shared/errors.ts";
 import { REGISTRY_VERSION } from "../../shared/mcp.ts";
 import { counted, reasonOf, redact, withDeadline } from "../services/discovery.ts";
-import { initializeSession, postRpc, SessionGone } from "../../shared/post.ts";
+import { initializeSession, postRpc, SessionGone, sameOriginFetch } from "../../shared/post.ts";
 
 const CLIENT_INFO = { name: "mcp-registry-gateway", version: REGISTRY_VERSION };
 /** A session unused this long is closed. */
@@ -239,21 +239,4 @@ function eventsWithin(response: Response, limit: number, tooLarge: () => Error):
     }),
   );
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
-}
-
-/**
- * fetch following at most 5 redirects, each within the endpoint's origin: the user's credential is never
- * sent to another host (a redirect elsewhere is an error), while a service that redirects /mcp to /mcp/ works.
- */
-async function sameOriginFetch(input: string | URL, init: RequestInit): Promise<Response> {
-  let url = new URL(input);
-  for (let hops = 0; ; hops++) {
-    const response = await fetch(url, { ...init, redirect: "manual" });
-    const location = response.headers.get("location");
-    if (response.status < 300 || response.status >= 400 || !location) return response;
-    await response.body?.cancel().catch(() => {});
-    const next = new URL(location, url);
-    if (next.origin !== url.origin || hops === 5) throw new Error(`the service redirected to ${next.origin === url.origin ? "itself too often" : "another origin"}`);
-    url = next;
-  }
 }

@@ -6,7 +6,7 @@ import { ListResourcesResultSchema, ListToolsResultSchema, ReadResourceResultSch
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { type DiscoveryLimits, loadConfig } from "../../shared/config.ts";
 import { AppError } from "../../shared/errors.ts";
-import { initializeSession, postRpc, resultOf } from "../../shared/post.ts";
+import { initializeSession, postRpc, resultOf, sameOriginFetch } from "../../shared/post.ts";
 
 type Transport = "streamable_http" | "sse";
 
@@ -219,11 +219,11 @@ const openStreamableHttp: Open = async (url, options, signal, answerBytes, tooLa
 
 /** A session over the legacy SSE transport, through the SDK client: its requests travel on the event stream's POST endpoint. */
 const openSse: Open = async (url, options, signal, answerBytes, tooLarge) => {
-  // Every request carries the caller's headers, dies with the deadline, and has its answer counted.
+  // Every request carries the caller's headers (never to another origin), dies with the deadline, and has its answer counted.
   const fetchWith = async (input: string | URL, init?: RequestInit) => {
     const headers = new Headers(init?.headers);
     for (const [k, v] of Object.entries(options.headers ?? {})) headers.set(k, v);
-    const response = await fetch(input, { ...init, headers, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
+    const response = await sameOriginFetch(input, { ...init, headers, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
     return counted(response, answerBytes, tooLarge);
   };
   const client = new Client(CLIENT_INFO, { jsonSchemaValidator: VALIDATOR });
