@@ -766,6 +766,8 @@ describe("the web console over HTTP", () => {
       expect(services).toContain('<a href="/console/services/svc">svc</a>');
       expect(services).toContain(`<td>${server.url}</td>`);
       expect(services).toContain('<td class="status-ok">ok</td>');
+      // The number of tools, held ones included (as get_service counts them), from the one list_services call.
+      expect(services).toContain('<td class="num">1</td>');
 
       const service = await page("/console/services/svc", "Service svc");
       expect(service).toContain("<strong>echo</strong>");

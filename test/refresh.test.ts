@@ -255,6 +255,7 @@ describe("health", () => {
           last_discovered_at: discovered,
           last_error: reason,
           consecutive_failures: 2,
+          tools: 2,
         },
       ],
     });
@@ -818,7 +819,7 @@ describe("documented exchanges: refresh, health, discovery credentials", () => {
 
     expect(await rpc('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"list_services","arguments":{"include_health":true}}}')).toEqual(
       JSON.parse(
-        '{"result":{"content":[{"type":"text","text":"[{\\"service_name\\":\\"weather\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Weather forecasts\\",\\"status\\":\\"unreachable\\",\\"last_discovered_at\\":\\"2026-11-24T00:16:13.000Z\\",\\"last_error\\":\\"no MCP service answered at \\\\\\"http://127.0.0.1:3001/mcp\\\\\\" (streamable HTTP: connection refused; SSE: connection refused)\\",\\"consecutive_failures\\":1}]"}],"structuredContent":{"services":[{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts","status":"unreachable","last_discovered_at":"2026-11-24T00:16:13.000Z","last_error":"no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)","consecutive_failures":1}]}},"jsonrpc":"2.0","id":6}',
+        '{"result":{"content":[{"type":"text","text":"[{\\"service_name\\":\\"weather\\",\\"endpoint\\":\\"http://127.0.0.1:3001/mcp\\",\\"description\\":\\"Weather forecasts\\",\\"status\\":\\"unreachable\\",\\"last_discovered_at\\":\\"2026-11-24T00:16:13.000Z\\",\\"last_error\\":\\"no MCP service answered at \\\\\\"http://127.0.0.1:3001/mcp\\\\\\" (streamable HTTP: connection refused; SSE: connection refused)\\",\\"consecutive_failures\\":1,\\"tools\\":2}]"}],"structuredContent":{"services":[{"service_name":"weather","endpoint":"http://127.0.0.1:3001/mcp","description":"Weather forecasts","status":"unreachable","last_discovered_at":"2026-11-24T00:16:13.000Z","last_error":"no MCP service answered at \\"http://127.0.0.1:3001/mcp\\" (streamable HTTP: connection refused; SSE: connection refused)","consecutive_failures":1,"tools":2}]}},"jsonrpc":"2.0","id":6}',
       ),
     );
 

@@ -4,8 +4,18 @@ import { read } from "./actions.ts";
 import type { Page } from "./console.tsx";
 import { Field, Table, ToolForm } from "./layout.tsx";
 
-type ServiceRow = { service_name: string; endpoint: string; description: string; status: "ok" | "unreachable"; last_discovered_at: string | null; last_error: string | null; consecutive_failures: number };
-type ServiceDetails = ServiceRow & { transport: string; requires_authorization: boolean; method_authorization: string; has_discovery_token: boolean; tools: number };
+// A list_services entry with include_health, and get_service's answer.
+type ServiceRow = {
+  service_name: string;
+  endpoint: string;
+  description: string;
+  status: "ok" | "unreachable";
+  last_discovered_at: string | null;
+  last_error: string | null;
+  consecutive_failures: number;
+  tools: number;
+};
+type ServiceDetails = ServiceRow & { transport: string; requires_authorization: boolean; method_authorization: string; has_discovery_token: boolean };
 type ToolRow = { id: number; name: string; title?: string | null; description: string; roles: string[]; held?: true; flags?: string[]; input_schema?: unknown; output_schema?: unknown; annotations?: unknown };
 
 const when = (iso: string | null) => (iso ? iso.replace("T", " ").slice(0, 19) : "never");
@@ -115,14 +125,14 @@ function AuthorizationFields(props: { requires?: boolean; method?: string }) {
 }
 
 export const servicesPage: Page = async ({ c, serving, session }) => {
+  // One call: with include_health, list_services brings each service's health and number of tools.
   const { services } = await read<{ services: ServiceRow[] }>(c, serving, session, "list_services", { include_health: true });
-  const details = await Promise.all(services.map((s) => read<ServiceDetails>(c, serving, session, "get_service", { service_name: s.service_name })));
   return {
     title: "Services",
     body: (
       <>
         <Table head={["Service", "Endpoint", "Health", "Last discovery", "Last error", ["Tools", "num"], ""]}>
-          {details.map((s) => (
+          {services.map((s) => (
             <tr>
               <td>
                 <a href={servicePath(s.service_name)}>{s.service_name}</a>

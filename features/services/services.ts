@@ -83,7 +83,8 @@ const Health = {
   last_error: v.nullable(v.string()),
   consecutive_failures: v.number(),
 };
-const ServiceRow = v.object({ service_name: v.string(), endpoint: v.string(), description: v.string(), ...v.partial(v.object(Health)).entries });
+// With include_health: the health keys and the number of tools, as get_service shows them.
+const ServiceRow = v.object({ service_name: v.string(), endpoint: v.string(), description: v.string(), ...v.partial(v.object({ ...Health, tools: v.number() })).entries });
 const ServiceDetails = v.object({
   service_name: v.string(),
   endpoint: v.string(),
@@ -195,6 +196,7 @@ async function listServices(ctx: Ctx) {
     const { services } = ctx.tables;
     return ctx.db
       .select({
+        id: services.id,
         name: services.name,
         endpoint: services.endpoint,
         description: services.description,
@@ -207,6 +209,13 @@ async function listServices(ctx: Ctx) {
       .from(services)
       .orderBy(asc(services.name));
   }).execute({});
+}
+
+/** The number of tools of each service that has any, by service row id (one grouped read for the whole list). */
+async function toolCounts(ctx: Ctx): Promise<Map<number, number>> {
+  const { tools } = ctx.tables;
+  const rows = await ctx.db.select({ serviceId: tools.serviceId, n: count() }).from(tools).groupBy(tools.serviceId);
+  return new Map(rows.map((r) => [r.serviceId, Number(r.n)]));
 }
 
 /** One service with its settings, health and number of tools (never its discovery token). */
@@ -465,16 +474,17 @@ const tools = [
     title: "List services",
     description:
       "List registered services with their endpoint and description; with include_health, also each one's status (ok, unreachable), " +
-      "last successful discovery, last error and consecutive failures.",
+      "last successful discovery, last error, consecutive failures and number of tools.",
     input: ListServicesInput,
     output: v.object({ services: v.array(ServiceRow) }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async run(ctx, input) {
+      const counts = input.include_health ? await toolCounts(ctx) : null;
       const list = (await listServices(ctx)).map((s) => ({
         service_name: s.name,
         endpoint: s.endpoint,
         description: s.description,
-        ...(input.include_health ? health(s) : {}),
+        ...(counts ? { ...health(s), tools: counts.get(s.id) ?? 0 } : {}),
       }));
       return { text: JSON.stringify(list), data: { services: list } };
     },
