@@ -14,8 +14,12 @@ import { type InitializeResult, InitializeResultSchema, LATEST_PROTOCOL_VERSION,
  * Connections kept open between requests, per registry process and origin. One left idle is closed after
  * IDLE_SOCKET_MS even when the service would keep it forever (Go's net/http does by default): the refresher
  * talks to every service once per interval, and thousands of idle sockets would use up the file descriptors.
+ * 4 s is under the 5 s after which uvicorn (Python MCP servers) and Node close an idle connection, uvicorn
+ * without saying so: at 5 s a tool call sent just as the service closed its connection failed ("connection
+ * reset"), and a call is never sent twice. A shorter `Keep-Alive: timeout=N` from the service is honoured
+ * (N - 1 s) by node:http itself. undici, fetch's engine, keeps 4 s too.
  */
-const IDLE_SOCKET_MS = 5_000;
+const IDLE_SOCKET_MS = 4_000;
 const agents = {
   "http:": new http.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS }),
   "https:": new https.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS }),
