@@ -200,7 +200,6 @@ export async function refreshStoredService(
     });
   } catch (err) {
     if (signal?.aborted) throw err;
-    countRefresh(trigger, outcomeOf(err));
     // Whatever failed is recorded in the service's health; an unexpected failure in words that leak nothing.
     const known = err instanceof AppError;
     const reason = !known
@@ -208,7 +207,12 @@ export async function refreshStoredService(
       : err.message.startsWith(`Cannot ${action}: `)
         ? err.message.slice(`Cannot ${action}: `.length)
         : err.message;
-    await recordFailure(ctx, service.id, service.endpoint, reason, set);
+    try {
+      await recordFailure(ctx, service.id, service.endpoint, reason, set);
+    } finally {
+      // Counted once the health is written: a scrape that sees the failed refresh sees the service unreachable.
+      countRefresh(trigger, outcomeOf(err));
+    }
     throw known ? new AppError(err.code, `Cannot ${action}: ${reason}`) : err;
   }
   const diff = await applyCatalogue(ctx, service.id, service.endpoint, found, set, action).catch((err) => {
