@@ -3,7 +3,7 @@
  * session's initialization and its JSON-RPC requests. The gateway's sessions and discovery's go this way;
  * through the SDK client and fetch a gateway call cost the registry about 2.5 times the CPU and a 10-tool
  * discovery about 3.5 times (docs/performance.md). The legacy SSE transport stays with the SDK client, over
- * sameOriginFetch (below), which holds its redirects to the same rule as these POSTs.
+ * sameOriginFetch (below), which holds its redirects within the endpoint's origin as these POSTs do.
  */
 import http from "node:http";
 import https from "node:https";
