@@ -101,6 +101,11 @@ function send(url: URL, r: RpcRequest, body: string): Promise<http.IncomingMessa
       answered = true;
       resolve(res);
     });
+    // A 101 hands the connection to another protocol: no MCP answer comes on it (without this it waited for the deadline).
+    req.once("upgrade", (_res, socket) => {
+      socket.destroy();
+      reject(new Error("the service answered HTTP 101 (Switching Protocols), not an MCP answer"));
+    });
     req.once("error", (err: NodeJS.ErrnoException) => {
       // A reused connection the service had closed in the meantime (it stopped, or its idle timeout ran out),
       // before any answer began. Sent again on the next one: each stale connection is gone once tried, so

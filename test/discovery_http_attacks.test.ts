@@ -136,15 +136,20 @@ describe("a service that never finishes its answer: every discovery ends by its 
     await waitFor(() => closed, "the registry to close the stalled connection", 5000);
   });
 
-  it("101 Switching Protocols to a POST: ends cleanly by the timeout", async () => {
+  it("101 Switching Protocols to a POST: refused at once, named, and the connection closed", async () => {
+    let closed = false;
     const s = await service((m, req) => {
       if (m.method !== "initialize") return;
+      req.socket.once("close", () => {
+        closed = true;
+      });
       req.socket.write("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: evil\r\n\r\n");
       return true;
     });
-    const { message, ms } = await failure(s.url, { timeoutMs: 1000 });
-    expect(message).toMatch(/^no MCP service answered at "[^"]+" \(streamable HTTP: /);
-    expect(ms).toBeLessThan(6000);
+    // A deadline far away: the refusal does not wait for it.
+    const { message } = await failure(s.url, { timeoutMs: 60_000 });
+    expect(message).toMatch(/^no MCP service answered at "[^"]+" \(streamable HTTP: the service answered HTTP 101 \(Switching Protocols\), not an MCP answer; SSE: /);
+    await waitFor(() => closed, "the registry to close the switched connection", 5000);
   });
 });
 
