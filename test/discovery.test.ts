@@ -1,5 +1,4 @@
 import { existsSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
@@ -15,6 +14,7 @@ import {
   runToExit,
   type Spawned,
   startEverything,
+  startHandWrittenService,
   startSseMcpServer,
   startTestMcpServer,
   startTestRegistry,
@@ -220,82 +220,64 @@ describe("streamable HTTP connections: kept alive, redirects", () => {
   async function oneRequestPerConnection() {
     const served = new WeakSet<object>();
     let closedOnReuse = 0;
-    const server = createServer((req, res) => {
-      if (served.has(req.socket)) {
+    const s = await startHandWrittenService(
+      (_m, req) => {
+        if (!served.has(req.socket)) return void served.add(req.socket);
         closedOnReuse++;
-        return req.socket.destroy();
-      }
-      served.add(req.socket);
-      let body = "";
-      req.on("data", (d: Buffer) => {
-        body += d;
-      });
-      req.on("end", () => {
-        if (req.method !== "POST") return res.writeHead(405).end();
-        const m = JSON.parse(body) as { id?: number; method: string };
-        if (m.id === undefined) return res.writeHead(202).end();
-        const result =
-          m.method === "initialize"
-            ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "hand-written", version: "1.0.0" } }
-            : { tools: [{ name: "kept", inputSchema: { type: "object" } }] };
-        res.writeHead(200, { "content-type": "application/json", "keep-alive": "timeout=60" }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as { port: number }).port;
-    return { url: `http://127.0.0.1:${port}/mcp`, closedOnReuse: () => closedOnReuse, stop: () => new Promise((r) => server.close(r)) };
+        req.socket.destroy();
+        return true;
+      },
+      { headers: { "keep-alive": "timeout=60" } },
+    );
+    return { url: s.url, closedOnReuse: () => closedOnReuse, stop: s.stop };
   }
 
-  it("a redirect to another origin is followed by neither transport: no credential header ever gets there", async () => {
-    const seen: string[] = [];
-    const catcher = createServer((req, res) => {
-      seen.push(`${req.method} ${JSON.stringify(req.headers)}`);
+  // A server of another origin that a redirect may point to: it answers 404 and keeps what reached it.
+  const catcher = () =>
+    startHandWrittenService((_m, _req, res) => {
       res.writeHead(404).end();
+      return true;
     });
-    await new Promise<void>((r) => catcher.listen(0, "127.0.0.1", r));
-    const elsewhere = `http://localhost:${(catcher.address() as { port: number }).port}/mcp`;
+
+  it("a redirect to another origin is followed by neither transport: no credential header ever gets there", async () => {
+    const other = await catcher();
+    const elsewhere = `http://localhost:${other.port}/mcp`;
     // Every request (the streamable HTTP POST, the SSE fallback's GET) is sent elsewhere.
-    const hop = createServer((_req, res) => res.writeHead(307, { location: elsewhere }).end());
-    await new Promise<void>((r) => hop.listen(0, "127.0.0.1", r));
-    const url = `http://127.0.0.1:${(hop.address() as { port: number }).port}/mcp`;
+    const hop = await startHandWrittenService((_m, _req, res) => {
+      res.writeHead(307, { location: elsewhere }).end();
+      return true;
+    });
     try {
       // fetch drops Authorization across origins by itself, but not a header such as X-Api-Key.
       for (const headers of [{ authorization: "Bearer s3cret-token" }, { "x-api-key": "s3cret-key" }] as Record<string, string>[]) {
-        const failed = await discoverService(url, { timeoutMs: 5000, wantDescription: false, headers }).catch((e: Error) => e.message);
-        expect(failed).toBe(`no MCP service answered at "${url}" (streamable HTTP: the service redirected to another origin; SSE: the service redirected to another origin)`);
+        const failed = await discoverService(hop.url, { timeoutMs: 5000, wantDescription: false, headers }).catch((e: Error) => e.message);
+        expect(failed).toBe(`no MCP service answered at "${hop.url}" (streamable HTTP: the service redirected to another origin; SSE: the service redirected to another origin)`);
       }
-      expect(seen).toEqual([]);
+      expect(other.seen).toEqual([]);
     } finally {
-      await Promise.all([new Promise((r) => hop.close(r)), new Promise((r) => catcher.close(r))]);
+      await Promise.all([hop.stop(), other.stop()]);
     }
   });
 
   it("an SSE service whose message endpoint redirects to another origin: its POSTs never carry a header there", async () => {
-    const seen: string[] = [];
-    const catcher = createServer((req, res) => {
-      seen.push(`${req.method} ${JSON.stringify(req.headers)}`);
-      res.writeHead(404).end();
-    });
-    await new Promise<void>((r) => catcher.listen(0, "127.0.0.1", r));
-    const elsewhere = `http://localhost:${(catcher.address() as { port: number }).port}/messages`;
+    const other = await catcher();
+    const elsewhere = `http://localhost:${other.port}/messages`;
     // A legacy SSE service: its stream names /messages, where every POST is sent to another origin.
-    const sse = createServer((req, res) => {
+    const sse = await startHandWrittenService((_m, req, res) => {
       if (req.method === "GET" && req.url === "/sse") {
         res.writeHead(200, { "content-type": "text/event-stream" });
-        return res.write("event: endpoint\ndata: /messages\n\n");
-      }
-      if (req.url === "/messages") return res.writeHead(307, { location: elsewhere }).end();
-      res.writeHead(405).end();
+        res.write("event: endpoint\ndata: /messages\n\n");
+      } else if (req.url === "/messages") res.writeHead(307, { location: elsewhere }).end();
+      else res.writeHead(405).end();
+      return true;
     });
-    await new Promise<void>((r) => sse.listen(0, "127.0.0.1", r));
-    const url = `http://127.0.0.1:${(sse.address() as { port: number }).port}/sse`;
+    const url = sse.url.replace(/\/mcp$/, "/sse");
     try {
       const failed = await discoverService(url, { timeoutMs: 5000, wantDescription: false, headers: { "x-api-key": "s3cret-key" } }).catch((e: Error) => e.message);
-      expect(seen).toEqual([]);
+      expect(other.seen).toEqual([]);
       expect(failed).toBe(`no MCP service answered at "${url}" (SSE: the service redirected to another origin)`);
     } finally {
-      sse.closeAllConnections();
-      await Promise.all([new Promise((r) => sse.close(r)), new Promise((r) => catcher.close(r))]);
+      await Promise.all([sse.stop(), other.stop()]);
     }
   });
 
@@ -303,25 +285,11 @@ describe("streamable HTTP connections: kept alive, redirects", () => {
     // When each connection last finished an answer, and how long after that the registry closed it.
     const answeredAt = new Map<object, number>();
     const idleFor: number[] = [];
-    const server = createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => {
-        body += d;
-      });
-      req.on("end", () => {
-        res.once("finish", () => answeredAt.set(req.socket, performance.now()));
-        const m = JSON.parse(body) as { id?: number; method: string };
-        if (m.id === undefined) return res.writeHead(202).end();
-        const result = m.method === "initialize" ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "h", version: "1" } } : { tools: [] };
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
-      });
-    });
+    const { url, server, stop } = await startHandWrittenService((_m, req, res) => void res.once("finish", () => answeredAt.set(req.socket, performance.now())), { tools: [] });
     // No idle timeout of its own (and none announced): only the registry can end the connections.
     server.keepAliveTimeout = 0;
     server.on("connection", (socket) => socket.once("close", () => idleFor.push(performance.now() - (answeredAt.get(socket) ?? Number.NaN))));
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     try {
-      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/mcp`;
       expect((await discoverService(url, { timeoutMs: 5000, wantDescription: false })).tools).toEqual([]);
       const connections = answeredAt.size;
       expect(connections).toBeGreaterThan(0);
@@ -330,7 +298,7 @@ describe("streamable HTTP connections: kept alive, redirects", () => {
       // so): a request is then never sent on a connection the service is closing.
       for (const ms of idleFor) expect(ms).toBeLessThan(5000);
     } finally {
-      await new Promise((r) => server.close(r));
+      await stop();
     }
   }, 30_000);
 

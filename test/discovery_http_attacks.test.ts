@@ -6,14 +6,14 @@
  * connections as they are reused under concurrency, send huge headers or switch protocols. Each test asserts the
  * exact outcome. Four of them found bugs, fixed since (their comments say what was wrong).
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { discoverService } from "../features/services/discovery.ts";
 import { loadConfig } from "../shared/config.ts";
 import { AppError } from "../shared/errors.ts";
-import { call, fails, startTestRegistry, type TestRegistry, waitFor } from "./helpers.ts";
+import { call, fails, type HandWrittenService, type RpcMessage, startHandWrittenService, startTestRegistry, type TestRegistry, waitFor } from "./helpers.ts";
 
-type Msg = { id?: number; method: string; params?: unknown };
+type Msg = RpcMessage;
 const INIT = { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "hostile", version: "1.0.0" } };
 const TOOLS = { tools: [{ name: "kept", inputSchema: { type: "object" } }] };
 const SMALL = { ...loadConfig({}).limits, answerBytes: 65_536 };
@@ -23,42 +23,13 @@ const rpc = (id: unknown, result: unknown) => JSON.stringify({ jsonrpc: "2.0", i
 const json = (res: ServerResponse, body: string, status = 200) => res.writeHead(status, { "content-type": "application/json" }).end(body);
 
 type Handler = (m: Msg, req: IncomingMessage, res: ServerResponse) => boolean | undefined;
-type Service = { url: string; port: number; seen: { path: string; method: string; m: Msg; auth?: string }[]; stop(): Promise<void> };
+type Service = HandWrittenService;
 const started: Service[] = [];
 afterAll(() => Promise.all(started.map((s) => s.stop())));
 
-/** A hand-written service: `handle` answers what it wants to (returning true), the rest is a well-behaved MCP server; GET is 405 (no SSE). */
+/** A hand-written service (test/helpers.ts), stopped after the file: `handle` answers what it wants to, the rest is a well-behaved MCP server. */
 async function service(handle: Handler = () => undefined): Promise<Service> {
-  const seen: Service["seen"] = [];
-  const server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (d: Buffer) => {
-      body += d;
-    });
-    req.on("end", () => {
-      let m: Msg = { method: "" };
-      try {
-        m = JSON.parse(body);
-      } catch {}
-      seen.push({ path: req.url ?? "", method: req.method ?? "", m, auth: req.headers.authorization });
-      if (handle(m, req, res)) return;
-      if (req.method !== "POST") return res.writeHead(405).end();
-      if (m.id === undefined) return res.writeHead(202).end();
-      json(res, rpc(m.id, m.method === "initialize" ? INIT : TOOLS));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  const s: Service = {
-    url: `http://127.0.0.1:${port}/mcp`,
-    port,
-    seen,
-    stop: () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
-  };
+  const s = await startHandWrittenService(handle, { tools: TOOLS.tools });
   started.push(s);
   return s;
 }

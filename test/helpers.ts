@@ -1,7 +1,7 @@
 /** Test helpers: real registries on ephemeral ports, real MCP servers, real clients. No mocks of our code. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -374,4 +374,60 @@ export async function startHook(): Promise<Hook> {
       }),
   };
   return hook;
+}
+
+/** A JSON-RPC message as a hand-written service reads it. */
+export type RpcMessage = { id?: number; method: string; params?: unknown };
+export type HandWrittenService = {
+  url: string;
+  port: number;
+  server: HttpServer;
+  /** Every request, in order: its path, method, message and Authorization header. */
+  seen: { path: string; method: string; m: RpcMessage; auth?: string }[];
+  stop(): Promise<void>;
+};
+
+/**
+ * A hand-written MCP service on node:http, streamable HTTP with JSON answers (GET is 405: no SSE), for tests
+ * that need what the SDK's server never does: `handle` answers what it wants to (returning true), the rest
+ * is answered as a well-behaved server listing `tools` (by default one tool, "kept"), with `headers`.
+ */
+export async function startHandWrittenService(
+  handle: (m: RpcMessage, req: IncomingMessage, res: ServerResponse) => boolean | undefined = () => undefined,
+  opts: { tools?: unknown[]; headers?: Record<string, string> } = {},
+): Promise<HandWrittenService> {
+  const seen: HandWrittenService["seen"] = [];
+  const init = { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "hand-written", version: "1.0.0" } };
+  const tools = { tools: opts.tools ?? [{ name: "kept", inputSchema: { type: "object" } }] };
+  const server = createHttpServer((req, res) => {
+    let body = "";
+    req.on("data", (d: Buffer) => {
+      body += d;
+    });
+    req.on("end", () => {
+      let m: RpcMessage = { method: "" };
+      try {
+        m = JSON.parse(body);
+      } catch {}
+      seen.push({ path: req.url ?? "", method: req.method ?? "", m, auth: req.headers.authorization });
+      if (handle(m, req, res)) return;
+      if (req.method !== "POST") return res.writeHead(405).end();
+      if (m.id === undefined) return res.writeHead(202).end();
+      const result = m.method === "initialize" ? init : tools;
+      res.writeHead(200, { "content-type": "application/json", ...opts.headers }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    port,
+    server,
+    seen,
+    stop: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }

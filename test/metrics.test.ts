@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { spawn } from "node:child_process";
-import { createServer, type ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import Database from "libsql";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, type Tool } from "@modelcontextprotocol/sdk/types.js";
@@ -16,7 +16,20 @@ import { countGatewayCall, MAX_GATEWAY_SERVICES } from "../features/metrics/metr
 import { allTools, createApp } from "../registry.ts";
 import { recognizeError } from "../shared/errors.ts";
 import { temporaryPostgres } from "../shared/db/temporary.ts";
-import { call, connectClient, ENGINE, ROOT, startTestMcpServer, startTestRegistry, TEST_SECRET, type TestRegistry, tempDir, text, waitFor } from "./helpers.ts";
+import {
+  call,
+  connectClient,
+  ENGINE,
+  ROOT,
+  startHandWrittenService,
+  startTestMcpServer,
+  startTestRegistry,
+  TEST_SECRET,
+  type TestRegistry,
+  tempDir,
+  text,
+  waitFor,
+} from "./helpers.ts";
 
 const ADMIN = "admin-key-0123456789abcdef";
 const AGENT = "agent-key-0123456789abcdef";
@@ -257,23 +270,8 @@ describe("background refreshes and database errors", () => {
       // A hand-written service: answers, until `hold` makes it keep its next initialize waiting for the test.
       const held: ServerResponse[] = [];
       let hold = false;
-      const service = createServer((req, res) => {
-        let body = "";
-        req.on("data", (d: Buffer) => {
-          body += d;
-        });
-        req.on("end", () => {
-          // The SSE fallback's GET: no such transport here.
-          if (req.method !== "POST") return res.writeHead(405).end();
-          const m = JSON.parse(body) as { id?: number; method: string };
-          if (hold && m.method === "initialize") return held.push(res);
-          if (m.id === undefined) return res.writeHead(202).end();
-          const result = m.method === "initialize" ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "wx", version: "1" } } : { tools: [PING] };
-          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
-        });
-      });
-      await new Promise<void>((r) => service.listen(0, "127.0.0.1", r));
-      const url = `http://127.0.0.1:${(service.address() as { port: number }).port}/mcp`;
+      const service = await startHandWrittenService((m, _req, res) => (hold && m.method === "initialize" ? held.push(res) > 0 : undefined), { tools: [PING] });
+      const url = service.url;
       const reg = await startTestRegistry({ ...KEYS, REGISTRY_REFRESH_INTERVAL: "0.2", DATABASE_URL: `file:${file}`, REGISTRY_SQLITE_BUSY_TIMEOUT: "60" });
       const lock = new Database(file);
       try {
@@ -302,8 +300,7 @@ describe("background refreshes and database errors", () => {
         hold = false;
         for (const res of held.splice(0)) res.writeHead(500).end();
         await reg.stop();
-        service.closeAllConnections();
-        await new Promise((r) => service.close(r));
+        await service.stop();
       }
     },
     30_000,

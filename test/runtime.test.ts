@@ -1,10 +1,24 @@
 /** Process-level tests: the registry as people start it, with `npm start`, `node --import tsx main.ts` and `deno task start`. */
 import { existsSync } from "node:fs";
-import { createServer } from "node:http";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { CLEAN_ENV, call, connectClient, freePort, ROOT, runToExit, type Spawned, spawnUntil, startEverything, startTestMcpServer, tempDir, text, waitFor } from "./helpers.ts";
+import {
+  CLEAN_ENV,
+  call,
+  connectClient,
+  freePort,
+  ROOT,
+  runToExit,
+  type Spawned,
+  spawnUntil,
+  startEverything,
+  startHandWrittenService,
+  startTestMcpServer,
+  tempDir,
+  text,
+  waitFor,
+} from "./helpers.ts";
 
 const READY = /MCP Registry listening: MCP endpoint (http:\/\/127\.0\.0\.1:\d+)\/mcp, database (\S+)/;
 
@@ -165,25 +179,11 @@ describe("deno task start", () => {
     // service would keep them for good (test/discovery.test.ts has the same on Node).
     const answeredAt = new Map<object, number>();
     const idleFor: number[] = [];
-    const keeper = createServer((req, res) => {
-      let body = "";
-      req.on("data", (d: Buffer) => {
-        body += d;
-      });
-      req.on("end", () => {
-        res.once("finish", () => answeredAt.set(req.socket, performance.now()));
-        if (req.method !== "POST") return res.writeHead(405).end();
-        const m = JSON.parse(body) as { id?: number; method: string };
-        if (m.id === undefined) return res.writeHead(202).end();
-        const result = m.method === "initialize" ? { protocolVersion: "2025-06-18", capabilities: { tools: {} }, serverInfo: { name: "keeper", version: "1" } } : { tools: [] };
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result }));
-      });
-    });
-    keeper.keepAliveTimeout = 0;
-    keeper.on("connection", (socket) => socket.once("close", () => idleFor.push(performance.now() - (answeredAt.get(socket) ?? Number.NaN))));
-    await new Promise<void>((r) => keeper.listen(0, "127.0.0.1", r));
-    stops.push(() => new Promise((r) => keeper.close(() => r())));
-    const keeperUrl = `http://127.0.0.1:${(keeper.address() as { port: number }).port}/mcp`;
+    const keeper = await startHandWrittenService((_m, req, res) => void res.once("finish", () => answeredAt.set(req.socket, performance.now())), { tools: [] });
+    stops.push(keeper.stop);
+    keeper.server.keepAliveTimeout = 0;
+    keeper.server.on("connection", (socket) => socket.once("close", () => idleFor.push(performance.now() - (answeredAt.get(socket) ?? Number.NaN))));
+    const keeperUrl = keeper.url;
     expect(text(await call(client, "add_service", { service_name: "keeper", endpoint: keeperUrl, description: "Keeps connections" }))).toBe('Service "keeper" added with 0 tools.');
     const connections = answeredAt.size;
     expect(connections).toBeGreaterThan(0);
